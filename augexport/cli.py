@@ -33,7 +33,7 @@ def _keras_flags() -> list[tuple[str, Any]]:
 
     load_builtin_stages()
     cls = REGISTRY.get("keras")
-    return [(p.name, p) for p in cls.params] if cls else []
+    return [(p.name, p) for p in cls.schema] if cls else []
 
 
 def _keras_options(f: Any) -> Any:

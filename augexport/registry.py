@@ -23,14 +23,14 @@ class Stage:
 
     name: ClassVar[str] = ""
     doc: ClassVar[str] = ""
-    params: ClassVar[tuple[Param, ...]] = ()
+    schema: ClassVar[tuple[Param, ...]] = ()  # the documented, validated parameters
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
 
     @classmethod
     def from_spec(cls, spec: Any, path: str) -> Stage:
-        return cls(validate_mapping(spec, cls.params, path))
+        return cls(validate_mapping(spec, cls.schema, path))
 
     def to_spec(self) -> Any:
         """The resolved, JSON-able spec (what the manifest records)."""
@@ -60,7 +60,7 @@ class Stage:
     @classmethod
     def ops_rows(cls) -> list[tuple[str, str, str, str]]:
         """(op, parameter, type, default and meaning) rows for `augexport ops`."""
-        return [("", p.name, p.kind, f"{p.default!r}  {p.doc}") for p in cls.params]
+        return [("", p.name, p.kind, f"{p.default!r}  {p.doc}") for p in cls.schema]
 
 
 def register(cls: type[Stage]) -> type[Stage]:

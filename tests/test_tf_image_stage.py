@@ -208,5 +208,5 @@ def test_ops_rows_list_every_op_and_parameter() -> None:
     listed = {(r[1]) for r in rows if r[2] == "op"}
     assert listed == set(OPS)
     for op in OPS.values():
-        for p in op.params:
+        for p in op.schema:
             assert any(r[0] == op.name and r[1] == p.name and repr(p.default) in r[3] for r in rows)

@@ -37,7 +37,7 @@ def fill_boxes(image: np.ndarray, boxes: list[list[int]], fill: float) -> np.nda
 class Cutout(Stage):
     name = "cutout"
     doc = "Cutout: constant-filled square holes (DeVries & Taylor 2017)."
-    params = (
+    schema = (
         Param("size", "float in (0, 1]", 0.25, "hole side as a fraction of min(H, W)", number(0, 1, lo_open=True)),
         Param("count", "int >= 1", 1, "number of holes", number(1, 64, integer=True)),
         Param("fill", "float in [0, 255]", 0.0, "fill value", number(0, 255)),

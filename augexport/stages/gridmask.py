@@ -67,7 +67,7 @@ def _range(value: Any) -> list[float]:
 class GridMask(Stage):
     name = "gridmask"
     doc = "GridMask: a rotated grid of square holes (Chen et al. 2020; keras_cv.layers.GridMask parameters)."
-    params = (
+    schema = (
         Param("ratio_factor", "float in [0, 1] or [lo, hi]", [0.0, 0.5],
               "hole side / grid unit, ~ U[lo, hi] (a number x means [0, x]); 0.5 = holes as wide as gaps",
               one_of(number(0, 1), pair(0, 1), accepted="a number in [0, 1] or a list [lo, hi] inside [0, 1]")),

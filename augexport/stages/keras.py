@@ -273,7 +273,7 @@ def apply_keras(image: np.ndarray, params: dict[str, Any], *, fill_mode: str = "
 class KerasStage(Stage):
     name = "keras"
     doc = "tf.keras ImageDataGenerator augmentation with Keras' names, defaults, draws and quirks."
-    params = (
+    schema = (
         Param("rotation_range", "float >= 0", 0, "degrees; theta ~ U(-r, r)", number(0, None)),
         Param("width_shift_range", "float|int|list", 0.0,
               "float < 1: fraction of width; >= 1: pixels; int: integer pixels in (-n, n); list: choice x random sign",

@@ -176,7 +176,7 @@ Kernel = Callable[[np.ndarray, dict[str, Any]], np.ndarray]
 class Op:
     name: str
     doc: str
-    params: tuple[Param, ...]
+    schema: tuple[Param, ...]
     sample: Sampler
     apply: Kernel
     check: Callable[[dict[str, Any], str], None] | None = None
@@ -294,7 +294,7 @@ class TfImage(Stage):
             if name not in OPS:
                 raise ConfigError(where, f"unknown op {name!r}; accepted: {', '.join(OPS)}{close_matches(str(name), OPS)}")
             op = OPS[name]
-            checked = validate_mapping(args, op.params, f"{where}.{name}")
+            checked = validate_mapping(args, op.schema, f"{where}.{name}")
             if op.check is not None:
                 op.check(checked, f"{where}.{name}")
             ops.append({"op": name, **checked})
@@ -332,5 +332,5 @@ class TfImage(Stage):
         rows: list[tuple[str, str, str, str]] = []
         for op in OPS.values():
             rows.append(("", op.name, "op", op.doc))
-            rows.extend((op.name, p.name, p.kind, f"{p.default!r}  {p.doc}") for p in op.params)
+            rows.extend((op.name, p.name, p.kind, f"{p.default!r}  {p.doc}") for p in op.schema)
         return rows
