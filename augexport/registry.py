@@ -17,8 +17,9 @@ class Stage:
     """A per-image transform in two steps: `sample(rng, shape) -> params`, then the pure
     `apply(image, params) -> image`. Params are plain JSON data, recorded in every record.
 
-    A stage whose parameters include `p` is applied with probability p; the draw is made here
-    once (always, so later draws do not shift) and recorded as `applied`.
+    A stage whose parameters include `p` is applied with probability p: one coin is drawn here,
+    and only when p < 1, so `p: 1` draws exactly what the stage without `p` draws (the same rule
+    as the ops inside `tf_image`). The outcome is recorded as `applied`.
     """
 
     name: ClassVar[str] = ""
@@ -45,11 +46,11 @@ class Stage:
 
     # -- the probability wrapper, applied once here ---------------------------------------
     def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
-        if "p" in self.config:
-            if not rng.random() < self.config["p"]:
-                return {"applied": False}
-            return {"applied": True, **self.sample(rng, shape)}
-        return self.sample(rng, shape)
+        if "p" not in self.config:
+            return self.sample(rng, shape)
+        if self.config["p"] < 1.0 and not rng.random() < self.config["p"]:
+            return {"applied": False}
+        return {"applied": True, **self.sample(rng, shape)}
 
     def run(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
         if params.get("applied", True) is False:
