@@ -12,7 +12,8 @@ Shard assignment replays `ShardWriter`: with --num-shards record i goes to i*N /
 (empty shards are written too); with --shard-size the rollover depends on the sequential byte
 counts, so the (planned_index, size) pairs of all records (16 bytes each) are combined into one
 element and the first planned index of every shard is computed from them. The launcher then
-renames shards to their final names; api writes errors, TFDS metadata and manifest.
+hands the closed temporary shards to the run object, which finalizes them exactly as it does
+the local runner's (renames, errors file, TFDS metadata, manifest).
 
 Imported only for `--runner beam` (imports apache_beam). SOURCE files and OUT are read and written
 with plain file I/O, so both must be paths every Beam worker sees (see docs/beam.md).
@@ -23,20 +24,20 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from .engine import Block, order_items, plan_blocks
+from .engine import Block, Emitted, block_records, plan_export
 from .errors import ExportFailed, UsageError
-from .pipeline import Pipeline
-from .sinks import atomic_write, fsync_dir
-from .sinks.tfrecord import shard_name, temp_shard_name, write_shard
+from .naming import SplitNames
+from .outdir import OutDir
+from .pipeline import MixConfig
+from .plan import CopyPlan
+from .sinks.tfrecord import ShardInfo, write_shard
 from .sources import SourceListing
 from .worker import Job, Renderer
 
@@ -70,11 +71,11 @@ def pipeline_flags(options: Sequence[str]) -> list[str]:
 def make_options(flags: list[str]) -> PipelineOptions:
     """PipelineOptions; flags Beam does not know (or whose values it rejects) are a usage error
     here instead of Beam's logged warning. Parsed the way `PipelineOptions.get_all_options` does."""
-    from apache_beam.options.pipeline_options import _BeamArgumentParser  # noqa: PLC0415
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
 
     parser = _BeamArgumentParser(allow_abbrev=False, exit_on_error=False)
     for cls in PipelineOptions.__subclasses__():
-        cls._add_argparse_args(parser)  # noqa: SLF001 - the parser Beam itself builds
+        cls._add_argparse_args(parser)  # the parser Beam itself builds
     try:
         _, unknown = parser.parse_known_args(flags)
     except (argparse.ArgumentError, SystemExit) as exc:
@@ -104,12 +105,15 @@ class Layout:
     """Where and how shards are written; small and picklable."""
 
     out: str
-    name: str
-    split: str
+    names: SplitNames
     planned_total: int
     num_shards: int | None
     shard_bytes: int
     compression: str
+
+    @property
+    def outdir(self) -> OutDir:
+        return OutDir(self.out)
 
     def shard_count(self, starts: list[int] | None) -> int:
         return self.num_shards if self.num_shards else max(1, len(starts or []))
@@ -120,17 +124,8 @@ class Layout:
         assert starts is not None
         return bisect.bisect_right(starts, planned) - 1
 
-    def temp_path(self, index: int) -> Path:
-        return Path(self.out) / temp_shard_name(self.name, self.split, index)
-
-    def sidecar(self, index: int) -> Path:
-        return Path(self.out) / f"{temp_shard_name(self.name, self.split, index)}.json"
-
-    def errors_path(self) -> Path:
-        return Path(self.out) / f".tmp-{self.name}-{self.split}.tfrecord-errors.json"
-
-    def temp_files(self) -> list[Path]:
-        return sorted(Path(self.out).glob(f".tmp-{self.name}-{self.split}.tfrecord-*"))
+    def temp_files(self) -> list[str]:
+        return [e for e in self.outdir.entries() if e.startswith(self.names.temp_prefix)]
 
 
 class RenderBlock(beam.DoFn):
@@ -147,17 +142,14 @@ class RenderBlock(beam.DoFn):
     def process(self, block: Block) -> Iterator[Any]:
         assert self.renderer is not None
         results = self.renderer.process(block.units)
-        by_copy = []
-        for pos, res in enumerate(results):
-            if res.error is not None:
-                yield beam.pvalue.TaggedOutput(ERRORS, (block.index, pos, res.source_id, res.error))
-            by_copy.append({r.copy: r for r in res.records})
         sizes = []
-        for k, (i, c) in enumerate(block.order):
-            rec = by_copy[i].get(c)
-            if rec is not None:
-                sizes.append((block.start + k, len(rec.framed)))
-                yield (block.start + k, rec.framed, rec.label, rec.mixed)
+        for rec in block_records(block, results):
+            if not isinstance(rec, Emitted):
+                pos = results.index(rec)
+                yield beam.pvalue.TaggedOutput(ERRORS, (block.index, pos, rec.source_id, rec.error))
+                continue
+            sizes.append((rec.planned_index, len(rec.framed)))
+            yield (rec.planned_index, rec.framed, rec.label, rec.mixed)
         yield beam.pvalue.TaggedOutput(SIZES, sizes)
 
 
@@ -180,22 +172,23 @@ class WriteShard(beam.DoFn):
     def process(self, element: tuple[int, Iterable[Any]]) -> Iterator[int]:
         index, values = element
         recs = sorted((v for v in values if v is not None), key=lambda r: r[0])
-        info = write_shard(self.layout.temp_path(index), (r[1] for r in recs), self.layout.compression)
+        outdir, names = self.layout.outdir, self.layout.names
+        info = write_shard(outdir, names.temp_shard(index), (r[1] for r in recs), self.layout.compression)
         labels = [0] * self.num_classes
         for r in recs:
             labels[r[2]] += 1
         side = {"index": index, **info.to_json(), "mixed": sum(bool(r[3]) for r in recs), "label_counts": labels}
-        atomic_write(self.layout.sidecar(index), json.dumps(side).encode())
+        outdir.write_atomic(names.shard_sidecar(index), json.dumps(side).encode())
         yield index
 
 
 def _write_errors(errors: list[tuple[int, int, str, str]], layout: Layout) -> None:
-    atomic_write(layout.errors_path(), json.dumps(sorted(errors)).encode("utf-8", "surrogateescape"))
+    layout.outdir.write_atomic(layout.names.beam_errors, json.dumps(sorted(errors)).encode("utf-8", "surrogateescape"))
 
 
 @dataclass
 class BeamResult:
-    shards: list[dict[str, Any]]
+    shards: list[ShardInfo]  # closed, under their temporary names (the run object finalizes them)
     written: int
     mixed: int
     label_counts: list[int]
@@ -221,14 +214,14 @@ def build(p: beam.Pipeline, blocks: list[Block], job: Job, layout: Layout) -> No
          | "Write errors" >> beam.Map(_write_errors, layout))
 
 
-def run_export(listing: SourceListing, pipeline: Pipeline, job: Job, *, out: Path, name: str, split: str,
-               shuffle: bool, num_shards: int | None, shard_bytes: int, compression: str, on_error: str,
-               beam_options: list[str], before_finalize: Callable[[], None] = lambda: None) -> BeamResult:
-    """Run the Beam pipeline, then rename its shards to their final names (nothing else is final).
-    `before_finalize` runs just before the renames (api: delete the split that --overwrite replaces)."""
+def run_export(listing: SourceListing, plan: CopyPlan, mix: MixConfig | None, job: Job, *, outdir: OutDir,
+               names: SplitNames, shuffle: bool, num_shards: int | None, shard_bytes: int, compression: str,
+               on_error: str, beam_options: list[str]) -> BeamResult:
+    """Run the Beam pipeline; returns its closed temporary shards (nothing is final yet). A failed
+    run removes every temporary it wrote."""
     options = make_options(pipeline_flags(beam_options))
-    blocks = list(plan_blocks(order_items(listing.items, pipeline.seed, shuffle), pipeline, shuffle))
-    layout = Layout(str(out), name, split, len(listing.items) * len(pipeline.copy_indices()), num_shards,
+    blocks = list(plan_export(listing.items, plan, mix, shuffle))
+    layout = Layout(str(outdir.root), names, plan.total([it.label for it in listing.items]), num_shards,
                     shard_bytes, compression)
     try:
         with beam.Pipeline(options=options) as p:
@@ -246,40 +239,30 @@ def run_export(listing: SourceListing, pipeline: Pipeline, job: Job, *, out: Pat
     except BaseException:
         _cleanup(layout)
         raise
-    before_finalize()
-    return _finalize(layout, result)
+    for name in layout.temp_files():  # sidecars and the errors note: read, no longer needed
+        if not names.is_temp_shard(name):
+            outdir.unlink(name)
+    return result
 
 
 def _collect(layout: Layout, num_classes: int) -> BeamResult:
     """Read back the sidecars and errors the workers wrote; every shard 0..n-1 must be there."""
-    sides = sorted((json.loads(p.read_text()) for p in layout.temp_files() if p.name.endswith(".json")
-                    and p != layout.errors_path()), key=lambda s: s["index"])
+    outdir, names = layout.outdir, layout.names
+    sides = sorted((json.loads(outdir.read_bytes(n)) for n in layout.temp_files()
+                    if n.endswith(".json") and n != names.beam_errors), key=lambda s: s["index"])
     if [s["index"] for s in sides] != list(range(len(sides))) or not sides:
         raise ExportFailed(f"Beam pipeline left shards {[s['index'] for s in sides]}, expected 0..n-1")
     labels = [0] * num_classes
     for s in sides:
         labels = [a + b for a, b in zip(labels, s["label_counts"], strict=True)]
-    errors = [(sid, err) for _b, _u, sid, err in json.loads(layout.errors_path().read_text(encoding="utf-8"))]
-    shards = [{k: s[k] for k in ("file", "records", "bytes", "sha256")} for s in sides]
+    errors = [(sid, err) for _b, _u, sid, err in json.loads(outdir.read_bytes(names.beam_errors).decode("utf-8"))]
+    shards = [ShardInfo(s["file"], s["records"], s["bytes"], s["sha256"]) for s in sides]
     return BeamResult(shards, sum(s["records"] for s in sides), sum(s["mixed"] for s in sides), labels, errors)
 
 
-def _finalize(layout: Layout, result: BeamResult) -> BeamResult:
-    """Rename temporary shards to their TFDS names, drop sidecars; same as ShardWriter.finalize."""
-    out, total = Path(layout.out), len(result.shards)
-    for i, shard in enumerate(result.shards):
-        final = shard_name(layout.name, layout.split, i, total)
-        os.replace(out / shard["file"], out / final)
-        shard["file"] = final
-    for path in layout.temp_files():
-        path.unlink(missing_ok=True)
-    fsync_dir(out)
-    return result
-
-
 def _cleanup(layout: Layout) -> None:
-    for path in layout.temp_files():
-        path.unlink(missing_ok=True)
+    for name in layout.temp_files():
+        layout.outdir.unlink(name)
 
 
 __all__ = ["BeamResult", "Layout", "pipeline_flags", "run_export", "size_boundaries"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .errors import AugexportError, Interrupted, UsageError
+from .errors import AugexportError, Interrupted
 
 # Shared option groups (decorators), sqlite-utils style.
 
@@ -29,10 +29,9 @@ def _compose(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _keras_flags() -> list[tuple[str, Any]]:
     """(param name, Param) of the `keras` stage, if registered: every ImageDataGenerator argument is a flag."""
-    from .registry import REGISTRY, load_builtin_stages
+    from .stages import builtin_stages
 
-    load_builtin_stages()
-    cls = REGISTRY.get("keras")
+    cls = builtin_stages().get("keras")
     return [(p.name, p) for p in cls.schema] if cls else []
 
 
@@ -64,6 +63,11 @@ _output_options = (
     click.option("--compression", default="none", show_default=True, help="none|gzip (gzip is not TFDS-loadable)."),
     click.option("--channels", type=int, default=3, show_default=True, help="3 (RGB) or 1 (grey)."),
     click.option("--on-error", default="skip", show_default=True, help="skip|fail for unreadable inputs."),
+    click.option("--max-pixels", type=int,
+                 help="Largest image (width x height) decoded; bigger ones are skipped as decompression bombs "
+                      "(default 89478485, PIL's limit)."),
+    click.option("--max-file-bytes", default="1GiB", show_default=True,
+                 help="Largest input file read (e.g. 200MiB); bigger ones are skipped."),
     click.option("--resume", is_flag=True, help="Complete an interrupted run into the same OUT."),
     click.option("--overwrite", is_flag=True, help="Replace existing output in OUT."),
     click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -96,50 +100,9 @@ def _fail(exc: AugexportError) -> None:
     sys.exit(exc.exit_code)
 
 
-def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
-    """Pipeline overrides from flags; keras flags build a `keras` stage when there is no --config."""
-    over: dict[str, Any] = {
-        "seed": kw.pop("seed"), "copies": kw.pop("copies"), "include_original": kw.pop("include_original"),
-        "image_size": kw.pop("image_size"), "label_smoothing": kw.pop("label_smoothing"),
-    }
-    keras = {}
-    for name, param in _keras_flags():
-        value = kw.pop(name, None)
-        if value is not None:
-            keras[name] = value if param.kind == "bool" else _parse_flag_value(value)
-    mix = {k: v for k, v in (("method", kw.pop("mix_method")), ("alpha", kw.pop("mix_alpha")), ("p", kw.pop("mix_p")))
-           if v is not None}
-    if keras:
-        if kw.get("config"):
-            flags = ", ".join("--" + k.replace("_", "-") for k in keras)
-            raise UsageError(f"{flags}: ImageDataGenerator flags build a keras stage only without --config; "
-                             f"put them under stages: - keras: in {kw['config']}")
-        over["stages"] = [{"keras": keras}]
-    if mix.get("method") == "none":
-        if len(mix) > 1:
-            raise UsageError("--mix none turns mixing off; drop --mix-alpha/--mix-p")
-        over["mix"] = False
-    elif mix:
-        base: Any = {}
-        if kw.get("config"):
-            from .pipeline import load_spec_file
-
-            base = load_spec_file(kw["config"]).get("mix") or {}
-        if "method" not in mix and not base:
-            raise UsageError("--mix-alpha/--mix-p tune mixing, which is off: add --mix cutmix|mixup "
-                             "(or a mix: block in --config)")
-        over["mix"] = {**(base if isinstance(base, dict) else {}), **mix}
-    return over
-
-
-def _parse_flag_value(text: str) -> Any:
-    """Flag text -> YAML scalar or list (`20`, `0.1`, `[0.8,1.2]`, `nearest`)."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+def _keras_values(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop the ImageDataGenerator flags that were given (their text is parsed by the library)."""
+    return {name: value for name, _ in _keras_flags() if (value := kw.pop(name, None)) is not None}
 
 
 @contextlib.contextmanager
@@ -199,9 +162,9 @@ def export(source: str, out: str, **kw: Any) -> None:
     progress = _Progress(kw.pop("quiet"))
 
     def call() -> Any:
-        overrides = _overrides(kw)
+        keras = _keras_values(kw)
         kw["beam_options"] = list(kw.pop("beam_option"))
-        return api.export(source, out, overrides=overrides, command=["augexport", *sys.argv[1:]],
+        return api.export(source, out, keras=keras, command=["augexport", *sys.argv[1:]],
                           on_start=progress.start, progress=progress.update, **kw)
 
     click.echo(_run_resumable(call, progress, beam=kw.get("runner") == "beam").summary())
@@ -326,10 +289,10 @@ def inspect(out: str, verify: bool, as_json: bool) -> None:
 @click.option("--cell", type=int, default=160, show_default=True, help="Thumbnail size in pixels.")
 def preview(source: str, out_png: str, **kw: Any) -> None:
     """Write a PNG contact sheet: per source image, the original then its augmented copies, captioned."""
-    from .preview import make_preview
+    from . import api
 
     try:
-        result = make_preview(source, out_png, **kw)
+        result = api.preview(source, out_png, **kw)
     except AugexportError as exc:
         _fail(exc)
     click.echo(result.summary())
@@ -338,9 +301,9 @@ def preview(source: str, out_png: str, **kw: Any) -> None:
 @main.command()
 def ops() -> None:
     """List every stage, op and parameter the pipeline file accepts."""
-    from .ops import format_ops
+    from . import api
 
-    click.echo(format_ops())
+    click.echo(api.format_ops())
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import io
 import re
 import struct
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -129,6 +130,18 @@ def _decode_jpeg_fast(data: bytes, channels: int, size: tuple[int, int] | None, 
     except ValueError:
         return None  # corrupt or truncated: PIL's path reports it
     return arr if arr.ndim == 3 else arr[:, :, None]
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """How an export turns file bytes into pixels: channel count, target size, bomb limit."""
+
+    channels: int = 3
+    size: tuple[int, int] | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        return decode(data, channels=self.channels, size=self.size, max_pixels=self.max_pixels)
 
 
 def decode(data: bytes, *, channels: int = 3, size: tuple[int, int] | None = None,

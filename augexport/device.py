@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
+from .options import DEVICES
 from .stages.mix_tf import FORCE_ENV
 from .worker import Job, PendingMix, Renderer, UnitOut
 
-DEVICES = ("auto", "cpu", "gpu")
 CHUNK = 32  # copies per TensorFlow call: bounds the device memory of one batch
 
 
@@ -58,7 +58,7 @@ def gpu_hint() -> bool:
 
 def tf_gpus() -> list[Any]:
     """GPUs TensorFlow sees (imports TensorFlow); memory growth on, so mixing does not grab the whole card."""
-    import tensorflow as tf  # noqa: PLC0415 - only for the TF batch stage
+    import tensorflow as tf  # only for the TF batch stage
 
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
@@ -122,9 +122,9 @@ class MainMixer:
         self.seconds += time.perf_counter() - t0
 
     def _mix(self, mixes: list[PendingMix]) -> np.ndarray:
-        import tensorflow as tf  # noqa: PLC0415 - main process only
+        import tensorflow as tf  # main process only
 
-        from .stages.mix_tf import mix_batch_tf  # noqa: PLC0415
+        from .stages.mix_tf import mix_batch_tf
 
         with tf.device(self.tf_device):
             return mix_batch_tf([m.base for m in mixes], [m.partner for m in mixes], [m.entry for m in mixes])

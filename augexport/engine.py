@@ -9,17 +9,18 @@ bounded by the block and the tasks in flight, never by the dataset.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import concurrent.futures as cf
 import logging
 import multiprocessing as mp
-import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import Interrupted
-from .pipeline import Pipeline
+from .pipeline import MixConfig
+from .plan import CopyPlan
 from .rng import example_rng, sort_key
 from .sources import SourceItem
 from .stages.mix import pick_partner, wants_mix
@@ -50,47 +51,48 @@ class Emitted:
     image: bytes | None
 
 
-@dataclass
-class RunStats:
-    sources: int = 0
-    written: int = 0
-    skipped: int = 0
-    errors: list[tuple[str, str]] = field(default_factory=list)
-
-
 def order_items(items: list[SourceItem], seed: int, shuffle: bool) -> list[SourceItem]:
     return sorted(items, key=lambda it: sort_key(seed, it.source_id)) if shuffle else list(items)
 
 
-def plan_blocks(items: list[SourceItem], pipeline: Pipeline, shuffle: bool) -> Iterator[Block]:
+def plan_blocks(items: list[SourceItem], plan: CopyPlan, mix: MixConfig | None, shuffle: bool) -> Iterator[Block]:
     """Cut the ordered items into blocks; decide record order and mixing partners per block."""
-    copies = tuple(pipeline.copy_indices())
-    seed = pipeline.seed
+    seed = plan.seed
     start = 0
     for b, lo in enumerate(range(0, len(items), BLOCK_ITEMS)):
         chunk = items[lo : lo + BLOCK_ITEMS]
-        order = [(i, c) for i in range(len(chunk)) for c in copies]
+        copies = [plan.copies(it.label) for it in chunk]
+        order = [(i, c) for i in range(len(chunk)) for c in copies[i]]
         if shuffle:
             perm = example_rng(seed, f"#block/{b}", 0, "order").permutation(len(order))
             order = [order[k] for k in perm]
-        partners: list[dict[int, tuple[SourceItem, int]]] = [{} for _ in chunk]
-        if pipeline.mix is not None:
-            # candidates = the block's augmented copies in (source, copy) order minus the source's own
-            # contiguous run; index arithmetic instead of a list keeps this linear in copies
-            aug = [c for c in copies if c > 0]
-            n_aug = len(aug)
-            n_candidates = (len(chunk) - 1) * n_aug
-            for i in range(len(chunk)):
-                for c in aug:
-                    rng = example_rng(seed, chunk[i].source_id, c, "mix")
-                    if not wants_mix(rng, pipeline.mix.p) or n_candidates == 0:
-                        continue
-                    k = pick_partner(rng, n_candidates)
-                    k += n_aug if k >= i * n_aug else 0
-                    partners[i][c] = (chunk[k // n_aug], aug[k % n_aug])
-        units = [Unit(it, copies, partners[i]) for i, it in enumerate(chunk)]
+        partners = _partners(chunk, copies, seed, mix) if mix is not None else [{} for _ in chunk]
+        units = [Unit(it, copies[i], partners[i]) for i, it in enumerate(chunk)]
         yield Block(b, start, units, order)
         start += len(order)
+
+
+def _partners(chunk: list[SourceItem], copies: list[tuple[int, ...]], seed: int,
+              mix: MixConfig) -> list[dict[int, tuple[SourceItem, int]]]:
+    """Mixing partners of one block's augmented copies. The candidates of a copy are the block's
+    augmented copies in (source, copy) order minus its own source's run; an index into that virtual
+    list (prefix sums instead of a materialised list) keeps this linear in copies."""
+    aug = [[c for c in cs if c > 0] for cs in copies]
+    starts = [0]
+    for a in aug:
+        starts.append(starts[-1] + len(a))
+    partners: list[dict[int, tuple[SourceItem, int]]] = [{} for _ in chunk]
+    for i, item in enumerate(chunk):
+        n_candidates = starts[-1] - len(aug[i])
+        for c in aug[i]:
+            rng = example_rng(seed, item.source_id, c, "mix")
+            if not wants_mix(rng, mix.p) or n_candidates == 0:
+                continue
+            k = pick_partner(rng, n_candidates)
+            k += len(aug[i]) if k >= starts[i] else 0
+            j = bisect.bisect_right(starts, k) - 1
+            partners[i][c] = (chunk[j], aug[j][k - starts[j]])
+    return partners
 
 
 def _batches(blocks: Iterator[Block], batch_size: int) -> Iterator[tuple[list[Block], list[Unit]]]:
@@ -108,8 +110,9 @@ def _batches(blocks: Iterator[Block], batch_size: int) -> Iterator[tuple[list[Bl
         yield new_blocks, pending
 
 
-def _emit_block(block: Block, results: list[UnitOut]) -> Iterator[Emitted | UnitOut]:
-    """Records of one finished block in output order; failed units are yielded as they are."""
+def block_records(block: Block, results: list[UnitOut]) -> Iterator[Emitted | UnitOut]:
+    """Records of one finished block in output order; failed units are yielded as they are. The one
+    block walk of both runners (the local engine and the Beam DoFn)."""
     by_copy = []
     for res in results:
         if res.error is not None:
@@ -122,23 +125,18 @@ def _emit_block(block: Block, results: list[UnitOut]) -> Iterator[Emitted | Unit
             yield Emitted(block.start + k, results[i].source_id, c, rec.label, rec.mixed, rec.framed, rec.image)
 
 
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
+def blocks_after(blocks: Iterable[Block], last_written: int) -> Iterator[Block]:
+    """The blocks that still hold records after planned index `last_written` (resume)."""
+    return (b for b in blocks if b.start + len(b.order) > last_written + 1)
 
 
-def run(items: list[SourceItem], pipeline: Pipeline, job: Job, *, shuffle: bool, workers: int,
-        batch_size: int, on_progress: Callable[[int], None] | None = None,
-        start_block: int = 0, finish_block: Callable[[list[UnitOut]], None] | None = None,
-        ) -> Iterator[Emitted | UnitOut]:
-    """Stream records (and failed units) in final order. Ordering never depends on workers/batches.
-    `start_block` skips blocks already written (resume). `finish_block` completes a finished block's
-    deferred records in place (the main-process batch stage, device.py) while workers go on."""
-    ordered = order_items(items, pipeline.seed, shuffle)
-    blocks = (b for b in plan_blocks(ordered, pipeline, shuffle) if b.index >= start_block)
-    tasks = _batches(blocks, max(1, batch_size))
+def run(blocks: Iterable[Block], job: Job, *, workers: int, batch_size: int,
+        on_progress: Callable[[int], None] | None = None,
+        finish_block: Callable[[list[UnitOut]], None] | None = None) -> Iterator[Emitted | UnitOut]:
+    """Stream the records (and failed units) of `blocks` in final order; ordering never depends on
+    workers or batches. `finish_block` completes a finished block's deferred records in place (the
+    main-process batch stage, device.py) while workers go on."""
+    tasks = _batches(iter(blocks), max(1, batch_size))
     open_blocks: collections.deque[tuple[Block, list[UnitOut]]] = collections.deque()
 
     def absorb(new_blocks: list[Block], outs: list[UnitOut]) -> Iterator[Emitted | UnitOut]:
@@ -156,7 +154,7 @@ def run(items: list[SourceItem], pipeline: Pipeline, job: Job, *, shuffle: bool,
             block, got = open_blocks.popleft()
             if finish_block is not None:
                 finish_block(got)
-            yield from _emit_block(block, got)
+            yield from block_records(block, got)
 
     if workers <= 1:
         renderer = Renderer(job)
@@ -206,3 +204,8 @@ def _kill(processes: list[Any]) -> None:
             proc.kill()
     for proc in processes:
         proc.join(timeout=5)
+
+
+def plan_export(items: list[SourceItem], plan: CopyPlan, mix: MixConfig | None, shuffle: bool) -> Iterator[Block]:
+    """The export's blocks: items in the seeded (or source) order, cut and planned."""
+    return plan_blocks(order_items(items, plan.seed, shuffle), plan, mix, shuffle)

@@ -41,7 +41,7 @@ class DecodeError(AugexportError):
     """One input could not be turned into pixels; the engine skips it or fails the run."""
 
 
-class Interrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an error
+class Interrupted(BaseException):  # like KeyboardInterrupt, not an error
     """SIGTERM (or SIGINT) during a run: finished shards and the journal stay for `--resume`."""
 
     def __init__(self, signum: int) -> None:

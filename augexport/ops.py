@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from .errors import UsageError
 from .pipeline import MIX_METHODS, TOP_KEYS
-from .registry import load_builtin_stages
+from .stages import builtin_stages
 
 
 def format_ops() -> str:
-    registry = load_builtin_stages()
+    registry = builtin_stages()
     lines = ["Pipeline file keys: " + ", ".join(TOP_KEYS), ""]
     for name in sorted(registry):
         cls = registry[name]

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .registry import Stage, stage_class
+from .errors import ConfigError, UsageError
+from .registry import Stage, StageFailed, run_stages
+from .rng import example_rng
 from .spec import boolean, close_matches, number, one_key_items
+from .stages import builtin_stages, stage_class
 
 TOP_KEYS = ("version", "seed", "copies", "include_original", "image_size", "stages", "mix", "label_smoothing")
 MIX_METHODS = ("cutmix", "mixup")
@@ -164,7 +166,7 @@ def _build(spec: Mapping[str, Any], source: str | None) -> Pipeline:
         if key not in TOP_KEYS:
             raise ConfigError(str(key), f"unknown key; accepted: {', '.join(TOP_KEYS)}{close_matches(key, TOP_KEYS)}")
     version = spec.get("version", 1)
-    if version != 1:
+    if isinstance(version, bool) or version != 1:
         raise ConfigError("version", f"{version!r} is not supported; accepted: 1")
     seed = number(0, 2**63 - 1, integer=True)(spec.get("seed", 0), "seed")
     stages = _build_stages(spec.get("stages"), "stages")
@@ -195,14 +197,67 @@ def dry_run(pipeline: Pipeline, channels: int) -> None:
     any work, not a failure on every image."""
     import numpy as np
 
-    from .rng import example_rng
-
     yy, xx = np.mgrid[0:48, 0:64]
     image = np.stack([(xx * 4 + yy * 2 + 40 * c) % 256 for c in range(channels)], axis=2).astype(np.uint8)
-    rng = example_rng(pipeline.seed, "#dry-run", 1)
-    for i, stage in enumerate(pipeline.stages):
-        try:
-            image = stage.run(image, stage.draw(rng, image.shape))
-        except Exception as exc:  # any failure here is the spec's, reported with its path
-            raise ConfigError(f"stages[{i}].{stage.name}", f"fails on a 48x64 image with {channels} channel(s): "
-                              f"{type(exc).__name__}: {exc}", source=pipeline.source) from None
+    try:
+        run_stages(pipeline.stages, example_rng(pipeline.seed, "#dry-run", 1), image)
+    except StageFailed as failed:  # any failure here is the spec's, reported with its path
+        exc = failed.error
+        raise ConfigError(f"stages[{failed.index}].{failed.stage.name}", f"fails on a 48x64 image with {channels} "
+                          f"channel(s): {type(exc).__name__}: {exc}", source=pipeline.source) from None
+
+
+def resolve_pipeline(config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Pipeline:
+    """Load the pipeline file (if any), merge overrides (None values ignored), validate."""
+    spec: dict[str, Any] = load_spec_file(config) if config else {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            spec[key] = value
+    return build_pipeline(spec, source=str(config) if config else None)
+
+
+def parse_flag_value(text: Any) -> Any:
+    """Flag text -> YAML scalar or list (`20`, `0.1`, `[0.8,1.2]`, `nearest`); non-text passes through."""
+    if not isinstance(text, str):
+        return text
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def keras_flag_names() -> list[str]:
+    """Every ImageDataGenerator argument of the `keras` stage: each is also a CLI flag."""
+    cls = builtin_stages().get("keras")
+    return [p.name for p in cls.schema] if cls else []
+
+
+def flag_overrides(config: str | Path | None, *, seed: int | None = None, copies: int | None = None,
+                   include_original: bool | None = None, image_size: Any = None,
+                   label_smoothing: float | None = None, keras: Mapping[str, Any] | None = None,
+                   mix_method: str | None = None, mix_alpha: float | None = None,
+                   mix_p: float | None = None) -> dict[str, Any]:
+    """Pipeline overrides from CLI flags; keras flags build a `keras` stage when there is no --config."""
+    over: dict[str, Any] = {"seed": seed, "copies": copies, "include_original": include_original,
+                            "image_size": image_size, "label_smoothing": label_smoothing}
+    given = {k: parse_flag_value(v) for k, v in (keras or {}).items() if v is not None}
+    if given:
+        if config:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise UsageError(f"{flags}: ImageDataGenerator flags build a keras stage only without --config; "
+                             f"put them under stages: - keras: in {config}")
+        over["stages"] = [{"keras": given}]
+    mix = {k: v for k, v in (("method", mix_method), ("alpha", mix_alpha), ("p", mix_p)) if v is not None}
+    if mix.get("method") == "none":
+        if len(mix) > 1:
+            raise UsageError("--mix none turns mixing off; drop --mix-alpha/--mix-p")
+        over["mix"] = False
+    elif mix:
+        base = (load_spec_file(config).get("mix") or {}) if config else {}
+        if "method" not in mix and not base:
+            raise UsageError("--mix-alpha/--mix-p tune mixing, which is off: add --mix cutmix|mixup "
+                             "(or a mix: block in --config)")
+        over["mix"] = {**(base if isinstance(base, dict) else {}), **mix}
+    return over

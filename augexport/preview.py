@@ -20,10 +20,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import codec
-from .api import open_source, resolve_pipeline
-from .engine import order_items, plan_blocks
+from .engine import plan_export
 from .errors import UsageError
+from .outdir import write_file_atomic
+from .pipeline import Pipeline, resolve_pipeline
+from .plan import CopyPlan
 from .records import decode_example, read_tfrecords
+from .sources.open import open_source
 from .worker import Job, Renderer, Unit
 
 CELL = 160  # default thumbnail box (pixels)
@@ -69,10 +72,10 @@ def _fit(image: np.ndarray, cell: int) -> Image.Image:
     return img
 
 
-def _preview_units(items: list[Any], pipeline: Any, n: int, copies: int, shuffle: bool) -> list[Unit]:
+def _preview_units(items: list[Any], pipeline: Pipeline, n: int, copies: int, shuffle: bool) -> list[Unit]:
     """The export's units (with its mixing partners) for the first n sources in export order."""
     units: list[Unit] = []
-    for block in plan_blocks(order_items(items, pipeline.seed, shuffle), pipeline, shuffle):
+    for block in plan_export(items, CopyPlan(pipeline), pipeline.mix, shuffle):
         for unit in block.units:
             units.append(Unit(unit.item, (0, *range(1, copies + 1)), unit.partners))
             if len(units) == n:
@@ -144,9 +147,9 @@ def make_preview(source: str, out_png: str | os.PathLike[str], config: str | Non
                 line2 = Path(row.source_id).name if copy == 0 else f"copy {copy}"
             draw.text((x, y + cell + 2), _clip(draw, line1, font, cell), fill=TEXT, font=font)
             draw.text((x, y + cell + 15), _clip(draw, line2, font, cell), fill=TEXT, font=font)
-    tmp = out_png.with_name(f".tmp-{out_png.name}")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, out_png)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    write_file_atomic(out_png, buf.getvalue())
     return PreviewResult(out_png, len(rows), copies + 1, (width, height))
 
 

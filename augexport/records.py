@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 import google_crc32c
 import numpy as np
 
-# key -> kind; DESIGN.md's table. Every record has every key.
+# key -> kind: the record format (README, "What lands in OUT"). Every record has every key.
 FEATURES: dict[str, str] = {
     "copy": "int64",
     "image": "bytes",

@@ -1,14 +1,15 @@
-"""The stage registry: pipeline names -> stage classes. Feeds the spec loader, `augexport ops`
-and the registry-wide contract tests."""
+"""The stage contract and registry: pipeline names -> stage classes. Feeds the spec loader,
+`augexport ops` and the registry-wide contract tests. The built-in stages register themselves
+when `augexport.stages` is imported (it imports this module, never the other way round)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import ConfigError
-from .spec import Param, close_matches, validate_mapping
+from .spec import Param, validate_mapping
 
 REGISTRY: dict[str, type[Stage]] = {}
 
@@ -57,6 +58,10 @@ class Stage:
             return image
         return self.apply(image, params)
 
+    def record(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The entry this stage adds to a record's `params` list."""
+        return {"stage": self.name, "params": params}
+
     # -- documentation ---------------------------------------------------------------------
     @classmethod
     def ops_rows(cls) -> list[tuple[str, str, str, str]]:
@@ -71,15 +76,24 @@ def register(cls: type[Stage]) -> type[Stage]:
     return cls
 
 
-def stage_class(name: str, path: str) -> type[Stage]:
-    load_builtin_stages()
-    if name not in REGISTRY:
-        raise ConfigError(path, f"unknown stage {name!r}; accepted: {', '.join(sorted(REGISTRY))}{close_matches(name, REGISTRY)}")
-    return REGISTRY[name]
+class StageFailed(Exception):
+    """Stage `index` of a stage list raised `error` (sampling or applying)."""
+
+    def __init__(self, index: int, stage: Stage, error: Exception) -> None:
+        self.index, self.stage, self.error = index, stage, error
+        super().__init__(f"{stage.name}: {type(error).__name__}: {error}")
 
 
-def load_builtin_stages() -> dict[str, type[Stage]]:
-    """Import the stage modules so that they register (cheap: none imports TensorFlow)."""
-    from . import stages  # noqa: F401
-
-    return REGISTRY
+def run_stages(stages: Sequence[Stage], rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The one stage loop (augmented copies, TTA variants, the build-time dry run): each stage
+    samples from the record's generator, then applies its pure kernel. Returns the image and the
+    record's `params` entries; a failing stage raises StageFailed naming it."""
+    params = []
+    for i, stage in enumerate(stages):
+        try:
+            drawn = stage.draw(rng, image.shape)
+            image = stage.run(image, drawn)
+        except Exception as exc:  # any stage failure is reported with the stage that raised it
+            raise StageFailed(i, stage, exc) from exc
+        params.append(stage.record(drawn))
+    return image, params

@@ -1,44 +1,182 @@
-"""Test-time augmentation: write a TTA variant set through the export engine, merge predictions back.
+"""`augexport tta`: a deterministic test-time-augmentation set, written through the export engine.
 
-`export_tta` renders variant k of every source image as its record `copy` k, in source order and
-never shuffled, so records of one image are consecutive and in the order given. `merge` reads the
-split's records (no TensorFlow), checks that the predictions line up with them, and merges each
-image's K rows.
+`--variants` is a small vocabulary (below) parsed into named variant entries: plain JSON (name,
+kind, params, invertibility) that the manifest lists and a worker rebuilds into stages. Copy k of
+every source image renders variant k (`plan.TtaPlan`), in source order and never shuffled, so the
+records of one image are consecutive and in the order given. Deterministic variants take no
+randomness at all; `random:N` runs a training pipeline's stages with the record's own generator
+`example_rng(seed, source_id, copy)`, `copy` being the variant index, exactly as `export` does for
+its augmented copies. `augexport.tta_merge` merges a model's per-variant predictions back.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import os
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .errors import ConfigError, UsageError
+from .options import ExportOptions
+from .pipeline import build_pipeline, load_spec_file, parse_image_size
+from .run import ExportResult, ExportRun
+from .stages.tta import CORNERS, DIHEDRAL, INVERSE, VariantError, crop_box
 
-from .errors import UsageError
-from .manifest import MANIFEST, read_manifest
-from .pipeline import load_spec_file, parse_image_size
-from .records import decode_example, read_tfrecords
-from .sinks import atomic_write
-from .stages.tta import check_size, parse_variants, split_spec
+VOCABULARY = ("identity", "hflip", "vflip", "rot90", "rot180", "rot270", "transpose", "transverse", "d4",
+              "five_crop:S", "ten_crop:S", "scale:F", "shift:DY,DX", "brightness:F", "random:N[@pipeline.yaml]")
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)"
 
-METHODS = ("mean", "vote", "geomean")
-_EPS = 1e-12
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _entry(name: str, kind: str, params: dict[str, Any], inverse: str | None, exact: bool) -> dict[str, Any]:
+    """The JSON form of a variant: what the manifest lists and what a worker renders from."""
+    return {"name": name, "kind": kind, "params": params, "invertible": inverse is not None,
+            "inverse": inverse, "exact_inverse": exact and inverse is not None}
+
+
+def _size_arg(text: str, where: str) -> list[Any]:
+    """`24` (pixels, square), `24x20` (HxW pixels) or `0.875` (fraction of each side)."""
+    m = re.fullmatch(r"(\d+)(?:x(\d+))?", text)
+    if m:
+        h = int(m.group(1))
+        w = int(m.group(2)) if m.group(2) else h
+        if h >= 1 and w >= 1:
+            return ["px", h, w]
+    elif re.fullmatch(_NUM, text) and 0 < float(text) <= 1:
+        return ["frac", float(text), float(text)]
+    raise UsageError(f"--variants {where}: size {text!r} is not accepted; accepted: pixels (24), HxW pixels "
+                     "(24x20) or a fraction of each side in (0, 1] (0.875)")
+
+
+def _float_arg(text: str, where: str, lo_open: float = 0.0) -> float:
+    if not re.fullmatch(_NUM, text) or float(text) <= lo_open:
+        raise UsageError(f"--variants {where}: {text!r} is not accepted; accepted: a number > {lo_open:g}")
+    return float(text)
+
+
+MAX_VARIANTS = 10000  # the same bound as `copies`
+MAX_SHIFT_PX = 100_000
+
+
+def _shift_arg(text: str, where: str) -> list[Any]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(re.fullmatch(_NUM, p.strip()) for p in parts):
+        raise UsageError(f"--variants {where}: {text!r} is not accepted; accepted: DY,DX as pixels (2,-3) "
+                         "or fractions of the height and width (0.1,0)")
+    vals = [p.strip() for p in parts]
+    if all(re.fullmatch(r"[-+]?\d+", v) for v in vals):
+        if any(abs(int(v)) > MAX_SHIFT_PX for v in vals):
+            raise UsageError(f"--variants {where}: shifts are limited to {MAX_SHIFT_PX} pixels")
+        return ["px", int(vals[0]), int(vals[1])]
+    fr = [float(v) for v in vals]
+    if any(abs(f) >= 1 for f in fr):
+        raise UsageError(f"--variants {where}: fractions must be in (-1, 1); use integers for pixels")
+    return ["frac", *fr]
+
+
+def _random_stages(path: str | None, default: str | None, where: str) -> tuple[list[Any], str]:
+    source = path or default
+    if source is None:
+        raise UsageError(f"--variants {where}: random:N needs a training pipeline: write random:N@pipeline.yaml "
+                         "or pass --config pipeline.yaml")
+    spec = load_spec_file(source)
+    stages = build_pipeline({"stages": spec.get("stages")}, source=str(source)).to_spec()["stages"]
+    if not stages:
+        raise ConfigError("stages", "random:N draws from the pipeline's stages, but it has none", source=str(source))
+    return stages, str(source)
+
+
+def split_spec(spec: str | Iterable[str]) -> list[str]:
+    """`identity,hflip,shift:2,-3` -> items; a number after `shift:DY` is its DX, not a variant."""
+    texts = [spec] if isinstance(spec, str) else list(spec)
+    items: list[str] = []
+    for text in texts:
+        for tok in (t.strip() for t in text.split(",")):
+            if items and items[-1].startswith("shift:") and "," not in items[-1] and re.fullmatch(_NUM, tok):
+                items[-1] += "," + tok
+            elif tok:
+                items.append(tok)
+    return items
+
+
+def parse_variants(spec: str | Iterable[str], config: str | None = None) -> list[dict[str, Any]]:
+    """Parse a variant spec into the ordered list of variant entries; names must be unique.
+
+    `config` is the pipeline file used by `random:N` without `@file`."""
+    out: list[dict[str, Any]] = []
+    draws = 0
+    for item in split_spec(spec):
+        kind, _, arg = item.partition(":")
+        kind = kind.strip().lower()
+        where = f"{item!r}"
+        if kind in DIHEDRAL:
+            if arg:
+                raise UsageError(f"--variants {where}: {kind} takes no argument")
+            out.append(_entry(kind, "dihedral", {"op": kind}, INVERSE[kind], True))
+        elif kind == "d4":
+            out.extend(_entry(op, "dihedral", {"op": op}, INVERSE[op], True) for op in DIHEDRAL)
+        elif kind in ("five_crop", "ten_crop"):
+            size = _size_arg(arg, where)
+            for flip in ((False, True) if kind == "ten_crop" else (False,)):
+                for corner in CORNERS:
+                    name = f"crop_{corner}" + ("_hflip" if flip else "")
+                    out.append(_entry(name, "crop", {"corner": corner, "size": size, "hflip": flip}, None, False))
+        elif kind == "scale":
+            f = _float_arg(arg, where)
+            out.append(_entry(f"scale_{_fmt(f)}", "scale", {"factor": f}, f"scale:{1 / f!r}", False))
+        elif kind == "shift":
+            s = _shift_arg(arg, where)
+            inv = f"shift:{-s[1]!r},{-s[2]!r}"
+            out.append(_entry(f"shift_{_fmt(s[1])}_{_fmt(s[2])}", "shift", {"offset": s}, inv, False))
+        elif kind == "brightness":
+            f = _float_arg(arg, where)
+            out.append(_entry(f"brightness_{_fmt(f)}", "brightness", {"factor": f}, "identity", True))
+        elif kind == "random":
+            m = re.fullmatch(r"(\d+)(?:@(.+))?", arg.strip())
+            if not m or not 1 <= int(m.group(1)) <= MAX_VARIANTS:
+                raise UsageError(f"--variants {where}: accepted: random:N or random:N@pipeline.yaml with "
+                                 f"1 <= N <= {MAX_VARIANTS}")
+            stages, source = _random_stages(m.group(2), config, where)
+            for _ in range(int(m.group(1))):
+                out.append(_entry(f"random_{draws}", "random", {"stages": stages, "pipeline": source}, None, False))
+                draws += 1
+        else:
+            raise UsageError(f"--variants: unknown variant {item!r}; accepted: {', '.join(VOCABULARY)}")
+    if not out:
+        raise UsageError(f"--variants: no variants given; accepted: {', '.join(VOCABULARY)}")
+    seen: set[str] = set()
+    for e in out:
+        if e["name"] in seen:
+            hint = (" (d4 already holds identity and every flip and rotation)" if e["kind"] == "dihedral"
+                    else " (give one crop size)" if e["kind"] == "crop" else "")
+            raise UsageError(f"--variants: variant {e['name']!r} is given twice{hint}; each variant may appear "
+                             "once, or merging would weigh it twice")
+        seen.add(e["name"])
+    return [{"index": i, **e} for i, e in enumerate(out)]
+
+
+def check_size(variants: list[dict[str, Any]], size: tuple[int, int] | None) -> None:
+    """With a fixed --image-size, a crop that cannot fit is a usage error before any work."""
+    if size is None:
+        return
+    for v in variants:
+        if v["kind"] == "crop":
+            try:
+                crop_box(size[0], size[1], v["params"]["size"], "c")
+            except VariantError as exc:
+                raise UsageError(f"--variants {v['name']}: {exc} (--image-size {size[0]}x{size[1]})") from None
 
 
 def export_tta(source: str, out: str | os.PathLike[str], *, variants: str | Iterable[str], config: str | None = None,
                seed: int | None = None, image_size: Any = None, split: str | None = None,
-               **export_kw: Any) -> Any:
+               **export_kw: Any) -> ExportResult:
     """Write split `split` (default `test`) of OUT with every variant of every source image.
 
     `config` is the pipeline file `random:N` draws from (and the default seed and image size);
     the remaining keyword arguments are those of `api.export` (format, encoding, workers, ...)."""
-    from .api import export  # noqa: PLC0415 - api imports this module lazily too
-
     if "shuffle" in export_kw:
         raise UsageError("tta never shuffles: variants of one image are consecutive, in the order given")
     base = load_spec_file(config) if config else {}
@@ -50,180 +188,5 @@ def export_tta(source: str, out: str | os.PathLike[str], *, variants: str | Iter
                  "image_size": list(size) if size else None,
                  "copies": len(entries) - 1, "include_original": True}
     tta_set = {"spec": ",".join(split_spec(variants)), "variants": entries}
-    return export(source, out, overrides=overrides, split=split or "test", shuffle=False, tta_set=tta_set,
-                  **export_kw)
-
-
-# -- merge -------------------------------------------------------------------------------------
-@dataclass
-class MergeResult:
-    split: str
-    method: str
-    variants: list[str]
-    class_names: list[str]
-    source_ids: list[str]
-    labels: np.ndarray  # (N,), -1 when unknown
-    merged: np.ndarray  # (N, C) merged scores (mean/geomean: probabilities; vote: vote fractions)
-    predicted: np.ndarray  # (N,)
-    accuracy: float | None
-    variant_accuracy: dict[str, float] = field(default_factory=dict)
-    output: Path | None = None
-
-    def summary(self) -> str:
-        n, k = len(self.source_ids), len(self.variants)
-        lines = [f"augexport tta-merge: {n} images x {k} variants, method {self.method}"]
-        if self.accuracy is not None:
-            lines.append(f"  top-1 accuracy, merged:   {self.accuracy:.4f}")
-            if "identity" in self.variant_accuracy:
-                lines.append(f"  top-1 accuracy, identity: {self.variant_accuracy['identity']:.4f}")
-        else:
-            lines.append("  no accuracy: labels unknown or prediction columns differ from the split's classes")
-        if self.output is not None:
-            lines.append(f"  wrote {self.output}")
-        return "\n".join(lines)
-
-
-def read_split_rows(out: Path, split: str) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, int, str, int]]]:
-    """(manifest, split entry, [(source_id, copy, variant, label)] in record order) of a TTA split."""
-    manifest = read_manifest(out)
-    if manifest is None:
-        raise UsageError(f"{out} has no {MANIFEST}: not an augexport output folder")
-    if split not in manifest["splits"]:
-        raise UsageError(f"--split {split!r} is not in {out}; accepted: {', '.join(sorted(manifest['splits']))}")
-    entry = manifest["splits"][split]
-    if "tta" not in entry:
-        raise UsageError(f"split {split!r} of {out} is not a TTA split (it was written by `augexport export`); "
-                         "write one with `augexport tta`")
-    if not entry["shards"]:
-        raise UsageError(f"split {split!r} of {out} has no TFRecord shards (written with --format images?)")
-    rows = []
-    for shard in entry["shards"]:
-        path = out / shard["file"]
-        opener = gzip.open if entry.get("compression") == "gzip" else open
-        try:
-            with opener(path, "rb") as f:
-                for data in read_tfrecords(f):
-                    ex = decode_example(data)
-                    rows.append((ex["source_id"][0].decode("utf-8", "surrogateescape"), ex["copy"][0],
-                                 ex["variant"][0].decode("utf-8"), ex["label"][0]))
-        except (OSError, ValueError, EOFError) as exc:
-            raise UsageError(f"cannot read {path}: {exc}") from None
-    return manifest, entry, rows
-
-
-def group_rows(rows: list[tuple[str, int, str, int]], names: list[str]) -> tuple[list[str], np.ndarray]:
-    """Check that records come in consecutive groups of K (copy 0..K-1, variant names in order)."""
-    k = len(names)
-    if len(rows) % k:
-        raise UsageError(f"the split has {len(rows)} records, not a multiple of its {k} variants")
-    ids, labels = [], []
-    for g in range(len(rows) // k):
-        group = rows[g * k : (g + 1) * k]
-        sid = group[0][0]
-        for j, (rid, copy, variant, _label) in enumerate(group):
-            if rid != sid or copy != j or variant != names[j]:
-                raise UsageError(f"record {g * k + j} is ({rid!r}, copy {copy}, {variant!r}); expected ({sid!r}, "
-                                 f"copy {j}, {names[j]!r}): the split's records are not consecutive groups of {k} "
-                                 "variants per image")
-        ids.append(sid)
-        labels.append(group[0][3])
-    return ids, np.asarray(labels, dtype=np.int64)
-
-
-def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = logits - logits.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def merge_scores(probs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K, C) probabilities -> merged (N, C) scores and predicted classes (N,).
-
-    mean: arithmetic mean. geomean: exp(mean(log p)), renormalised to sum 1. vote: each variant
-    votes for its argmax; scores are vote fractions; ties go to the tied class with the highest
-    mean probability, then to the lowest class index."""
-    if method not in METHODS:
-        raise UsageError(f"--method {method!r} is not accepted; accepted: {', '.join(METHODS)}")
-    mean = probs.mean(axis=1)
-    if method == "mean":
-        return mean, mean.argmax(axis=1)
-    if method == "geomean":
-        g = np.exp(np.log(np.clip(probs, _EPS, None)).mean(axis=1))
-        g /= g.sum(axis=1, keepdims=True)
-        return g, g.argmax(axis=1)
-    n, k, c = probs.shape
-    votes = np.zeros((n, c), dtype=np.int64)
-    np.add.at(votes, (np.repeat(np.arange(n), k), probs.argmax(axis=2).ravel()), 1)
-    tied = votes == votes.max(axis=1, keepdims=True)
-    predicted = np.where(tied, mean, -np.inf).argmax(axis=1)  # argmax takes the lowest index on equality
-    return votes / k, predicted
-
-
-def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str | os.PathLike[str], *,
-          method: str = "mean", logits: bool = False, output: str | os.PathLike[str] | None = None) -> MergeResult:
-    """Merge per-variant predictions (N·K × C, in record order) of TTA split `split` of OUT."""
-    if method not in METHODS:
-        raise UsageError(f"--method {method!r} is not accepted; accepted: {', '.join(METHODS)}")
-    if output is not None and Path(output).suffix.lower() not in (".csv", ".npy"):
-        raise UsageError(f"-o {output}: accepted: a .csv or .npy file name")
-    if output is not None and not Path(output).resolve().parent.is_dir():
-        raise UsageError(f"-o {output}: the folder {Path(output).parent} does not exist")
-    out = Path(out)
-    manifest, entry, rows = read_split_rows(out, split)
-    names = [v["name"] for v in entry["tta"]["variants"]]
-    if isinstance(predictions, (str, os.PathLike)):
-        try:
-            predictions = np.load(predictions, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise UsageError(f"--predictions {predictions}: cannot read a .npy array: {exc}") from None
-    raw = np.asarray(predictions)
-    if raw.dtype.kind not in "biuf":
-        raise UsageError(f"predictions have dtype {raw.dtype}; accepted: real numbers (probabilities or --logits)")
-    preds = raw.astype(np.float64)
-    k = len(names)
-    if preds.ndim != 2 or preds.shape[1] < 1:
-        raise UsageError(f"predictions have shape {preds.shape}; expected 2-D (N·K, C) = ({len(rows)}, C): one row "
-                         "per record in record order")
-    if preds.shape[0] != len(rows):
-        raise UsageError(f"predictions have {preds.shape[0]} rows, but split {split!r} has N·K = {len(rows) // k}·{k} "
-                         f"= {len(rows)} records (read the split in order: shuffle_files=False, no shuffle)")
-    ids, labels = group_rows(rows, names)
-    if not np.isfinite(preds).all():
-        raise UsageError("predictions contain NaN or infinite values")
-    if logits:
-        probs = softmax(preds)
-    elif (preds < 0).any():
-        raise UsageError("predictions have negative values, so they are not probabilities; pass --logits")
-    else:
-        probs = preds
-    probs = probs.reshape(len(ids), k, -1)
-    merged, predicted = merge_scores(probs, method)
-    classes = manifest["class_names"]
-    comparable = probs.shape[2] == len(classes) and bool((labels >= 0).all()) and len(ids) > 0
-    accuracy = float((predicted == labels).mean()) if comparable else None
-    per_variant = ({name: float((probs[:, j].argmax(axis=1) == labels).mean()) for j, name in enumerate(names)}
-                   if comparable else {})
-    result = MergeResult(split, method, names, classes, ids, labels, merged, predicted, accuracy, per_variant)
-    if output is not None:
-        result.output = Path(output)
-        try:
-            _write(result, result.output)
-        except OSError as exc:
-            raise UsageError(f"-o {output}: cannot write: {exc.strerror or exc}") from None
-    return result
-
-
-def _write(result: MergeResult, path: Path) -> None:
-    if path.suffix.lower() == ".npy":
-        buf = io.BytesIO()
-        np.save(buf, result.merged.astype(np.float32))
-        atomic_write(path, buf.getvalue())
-        return
-    c = result.merged.shape[1]
-    cols = result.class_names if c == len(result.class_names) else [f"class_{i}" for i in range(c)]
-    text = io.StringIO()
-    w = csv.writer(text, lineterminator="\n")
-    w.writerow(["source_id", "label", "predicted", *cols])
-    for sid, label, pred, row in zip(result.source_ids, result.labels, result.predicted, result.merged, strict=True):
-        w.writerow([sid, int(label), int(pred), *(f"{x:.6g}" for x in row)])
-    atomic_write(path, text.getvalue().encode("utf-8", "surrogateescape"))
+    options = ExportOptions(overrides=overrides, split=split or "test", shuffle=False, **export_kw)
+    return ExportRun(source, out, options, tta=tta_set).execute()

@@ -17,11 +17,13 @@ import numpy as np
 from . import codec
 from .errors import DecodeError
 from .pipeline import Pipeline, build_pipeline
+from .plan import CopyPlan, make_plan
 from .records import Record, encode_example, frame
+from .registry import StageFailed, run_stages
 from .rng import example_rng
-from .sources import SourceItem
+from .sources import DEFAULT_MAX_FILE_BYTES, SourceItem
 from .stages.mix import apply_mix, match_size, sample_mix, soft_label
-from .stages.tta import VariantError, VariantRenderer
+from .stages.tta import VariantError
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,9 @@ class Job:
     encoding: str = "jpeg"
     quality: int = 95
     max_pixels: int = codec.DEFAULT_MAX_PIXELS
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     keep_image: bool = False
-    variants: tuple[dict[str, Any], ...] = ()  # TTA: copy k renders variant k (stages/tta.py)
+    variants: tuple[dict[str, Any], ...] = ()  # TTA: copy k renders variant k (plan.TtaPlan)
     defer_mix: bool = False  # leave mixing (and encoding the mixed copies) to the main process
 
 
@@ -79,32 +82,23 @@ class UnitOut:
 
 
 class Renderer:
+    """Renders units: decode, the copy plan's stages per copy, mixing, encoding, framing."""
+
     def __init__(self, job: Job) -> None:
         self.job = job
         self.pipeline: Pipeline = build_pipeline(job.pipeline_spec)
-        self.tta = VariantRenderer(job.variants, self.pipeline.seed) if job.variants else None
+        self.plan: CopyPlan = make_plan(self.pipeline, job.variants)
+        self.decoder = codec.Decoder(job.channels, self.pipeline.image_size, job.max_pixels)
 
     def decode(self, item: SourceItem) -> np.ndarray:
-        try:
-            data = item.read()
-        except OSError as exc:
-            raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
-        return codec.decode(data, channels=self.job.channels, size=self.pipeline.image_size, max_pixels=self.job.max_pixels)
+        return self.decoder(item.read(self.job.max_file_bytes))
 
-    def augment(self, source_id: str, copy: int, pixels: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Copy 0 is the original; copy k >= 1 runs every stage with the (seed, source_id, k) generator.
-        In a TTA set copy k is variant k instead."""
-        if self.tta is not None:
-            return self.tta.render(source_id, copy, pixels)
-        if copy == 0:
+    def augment(self, source_id: str, label: int, copy: int, pixels: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Copy `copy` of one image: the plan's stages for it, with the (seed, source_id, copy) generator."""
+        stages = self.plan.stages(label, copy)
+        if not stages:
             return pixels, []
-        rng = example_rng(self.pipeline.seed, source_id, copy)
-        image, params = pixels, []
-        for stage in self.pipeline.stages:
-            drawn = stage.draw(rng, image.shape)
-            image = stage.run(image, drawn)
-            params.append({"stage": stage.name, "params": drawn})
-        return image, params
+        return run_stages(stages, example_rng(self.plan.seed, source_id, copy), pixels)
 
     def process(self, units: list[Unit]) -> list[UnitOut]:
         return [self.process_unit(u) for u in units]
@@ -118,22 +112,26 @@ class Renderer:
         out = []
         for copy in unit.copies:
             try:
-                image, params = self.augment(item.source_id, copy, pixels)
-            except VariantError as exc:  # e.g. a TTA crop larger than this image: skip the image
-                return UnitOut(item.source_id, [], str(exc))
-            except Exception as exc:  # a stage that cannot handle this image (the spec was dry-run already)
+                image, params = self.augment(item.source_id, item.label, copy, pixels)
+            except StageFailed as failed:
+                exc = failed.error
+                if isinstance(exc, VariantError):  # e.g. a TTA crop larger than this image: skip the image
+                    return UnitOut(item.source_id, [], str(exc))
                 return UnitOut(item.source_id, [], f"copy {copy}: a stage failed on this image "
                                f"({pixels.shape[1]}x{pixels.shape[0]}x{pixels.shape[2]}): {type(exc).__name__}: {exc}")
-            mix = self._prepare_mix(item.source_id, copy, image, params, *unit.partners[copy]) \
-                if copy in unit.partners else None
-            if mix is None:
-                out.append(self.build_record(item.source_id, item.label, copy, image, params))
-            elif self.job.defer_mix:
-                out.append(RecordOut(copy, b"", item.label, False, None, pending=mix))
-            else:
-                out.append(self.build_record(item.source_id, item.label, copy, apply_mix(mix.base, mix.partner, mix.entry),
-                                             params, mix))
+            out.append(self._finish_copy(unit, copy, image, params))
         return UnitOut(item.source_id, out)
+
+    def _finish_copy(self, unit: Unit, copy: int, image: np.ndarray, params: list[dict[str, Any]]) -> RecordOut:
+        """Mix the copy if it has a partner (or leave that to the main process), encode, frame."""
+        item = unit.item
+        mix = self._prepare_mix(item.source_id, copy, image, params, *unit.partners[copy]) \
+            if copy in unit.partners else None
+        if mix is None:
+            return self.build_record(item.source_id, item.label, copy, image, params)
+        if self.job.defer_mix:
+            return RecordOut(copy, b"", item.label, False, None, pending=mix)
+        return self.build_record(item.source_id, item.label, copy, apply_mix(mix.base, mix.partner, mix.entry), params, mix)
 
     def build_record(self, source_id: str, label: int, copy: int, image: np.ndarray, params: list[dict[str, Any]],
                      mix: PendingMix | None = None) -> RecordOut:
@@ -151,7 +149,7 @@ class Renderer:
             soft_label=soft_label(label, self.job.num_classes, self.pipeline.label_smoothing, partner_label, lam),
             source_id=source_id,
             copy=copy,
-            variant=self.tta.name(copy) if self.tta else "original" if copy == 0 else "augmented",
+            variant=self.plan.variant(copy),
             mix_source_id=mixed_with,
             mix_lambda=lam,
             params=params,
@@ -165,7 +163,7 @@ class Renderer:
         sampled mix params; None when the partner cannot be rendered (this copy then stays unmixed)."""
         try:
             partner_pixels = self.decode(partner)
-            partner_image, _ = self.augment(partner.source_id, partner_copy, partner_pixels)
+            partner_image, _ = self.augment(partner.source_id, partner.label, partner_copy, partner_pixels)
         except Exception:  # unreadable, or a stage fails on it: the partner is skipped on its own
             return None
         mix = self.pipeline.mix

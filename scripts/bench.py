@@ -221,9 +221,9 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 # -- driver ----------------------------------------------------------------------------------
 def registered_stages() -> set[str]:
-    from augexport.registry import load_builtin_stages
+    from augexport.stages import builtin_stages
 
-    return set(load_builtin_stages())
+    return set(builtin_stages())
 
 
 def time_help(repeats: int) -> float:

@@ -17,7 +17,7 @@ CONFIG = {"rotation_range": 20, "width_shift_range": 0.1, "height_shift_range": 
           "zoom_range": 0.1, "horizontal_flip": True}
 
 
-def per_image_ms(fn, params: list[dict]) -> float:  # noqa: ANN001
+def per_image_ms(fn, params: list[dict]) -> float:
     fn(params[0])
     t0 = time.process_time()
     for p in params:
@@ -33,7 +33,7 @@ def main() -> None:
         stage = KerasStage.from_spec({**CONFIG, "fill_mode": mode}, "keras")
         params = [stage.sample(rng, image.shape) for _ in range(200)]
         print(f"augexport keras kernel, fill_mode={mode:<8}  {per_image_ms(lambda p, s=stage: s.apply(image, p), params):7.2f} ms/image")
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     warnings.simplefilter("ignore")
     idg = tf.keras.preprocessing.image.ImageDataGenerator(fill_mode="nearest")

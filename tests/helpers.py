@@ -1,14 +1,14 @@
-"""Read augexport output back through our own reader (no TF) for quick assertions."""
+"""Read augexport output back through augexport's own reader (no TF) for quick assertions."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from augexport.records import decode_example, read_tfrecords
+from augexport.outdir import OutDir
+from augexport.reader import load_split, split_examples
 
 
 def manifest(out: Path) -> dict[str, Any]:
@@ -16,15 +16,9 @@ def manifest(out: Path) -> dict[str, Any]:
 
 
 def read_records(out: Path, split: str = "train") -> list[dict[str, Any]]:
-    m = manifest(out)
-    entry = m["splits"][split]
-    rows = []
-    for shard in entry["shards"]:
-        path = out / shard["file"]
-        opener = gzip.open if entry["compression"] == "gzip" else open
-        with opener(path, "rb") as f:
-            rows.extend(decode_example(r) for r in read_tfrecords(f))
-    return rows
+    outdir = OutDir(out)
+    _, entry = load_split(outdir, split)
+    return list(split_examples(outdir, entry))
 
 
 def shard_hashes(out: Path, split: str = "train") -> list[tuple[str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -135,13 +134,4 @@ def test_on_error_fail_exits_1_and_finalizes_nothing(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["export", str(src), str(out), "--workers", "1", "--on-error", "fail", "--quiet"])
     assert res.exit_code == 1
     assert "--on-error fail" in res.output
-    assert [p.name for p in out.iterdir()] == []
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
-def test_unreadable_file_is_skipped(tmp_path: Path) -> None:
-    src = _bad_folder(tmp_path / "src")
-    locked = src / "ok" / "0.png"
-    locked.chmod(0)
-    res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--workers", "1", "--quiet"])
-    assert res.exit_code == 0 and "skipped" in res.output
+    assert not out.exists()  # the run created OUT, wrote nothing final, and removed it again

@@ -17,10 +17,10 @@ from augexport.errors import ConfigError
 from augexport.manifest import read_manifest
 from augexport.pipeline import build_pipeline
 from augexport.records import decode_example, read_tfrecords
-from augexport.registry import load_builtin_stages
+from augexport.stages import builtin_stages
 from augexport.stages.gridmask import grid_mask
 
-STAGES = load_builtin_stages()
+STAGES = builtin_stages()
 
 
 def stage(name: str, **config: Any) -> Any:

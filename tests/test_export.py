@@ -245,7 +245,22 @@ def test_tfds_metadata_matches_tfds_own_writer(small_folder: Path, tmp_path: Pat
 def test_help_does_not_import_tensorflow() -> None:
     code = ("import sys; from click.testing import CliRunner; from augexport.cli import main; "
             "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0; "
-            "r = CliRunner().invoke(main, ['export', '--help']); assert '--rotation-range' in r.output or True; "
-            "print('tensorflow' in sys.modules)")
+            "r = CliRunner().invoke(main, ['export', '--help']); assert '--rotation-range' in r.output; "
+            "assert '--horizontal-flip' in r.output and '--max-file-bytes' in r.output; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
-    assert res.stdout.strip() == "False", res.stderr
+    assert res.stdout.strip() == "False False", res.stderr
+
+
+def test_overwrite_that_fails_keeps_the_old_split(tmp_path: Path) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 3, "b": 2})
+    out = tmp_path / "out"
+    assert CliRunner().invoke(main, ["export", str(src), str(out), "--workers", "1", "--format", "both"]).exit_code == 0
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    (src / "a" / "broken.png").write_bytes(b"not a png")
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--workers", "1", "--format", "both",
+                                    "--overwrite", "--on-error", "fail"])
+    assert res.exit_code == 1
+    after = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert after == before
+    assert CliRunner().invoke(main, ["inspect", str(out), "--verify"]).exit_code == 0

@@ -33,7 +33,7 @@ WIDE = {"rotation_range": 30, "width_shift_range": 0.2, "height_shift_range": 0.
 
 
 @pytest.fixture(scope="module")
-def idg():  # noqa: ANN201 - the Keras class
+def idg():  # the Keras class
     tf = pytest.importorskip("tensorflow")
     return tf.keras.preprocessing.image.ImageDataGenerator
 
@@ -48,7 +48,7 @@ def stage(**config: object) -> KerasStage:
     return KerasStage.from_spec(config, "stages[0].keras")
 
 
-def keras_reference(idg, image: np.ndarray, params: dict, **config: object) -> np.ndarray:  # noqa: ANN001
+def keras_reference(idg, image: np.ndarray, params: dict, **config: object) -> np.ndarray:
     """ImageDataGenerator().apply_transform on float32 pixels (what flow() feeds it), rounded to uint8.
     No seed is ever given: Keras would seed numpy's global generator."""
     with warnings.catch_warnings():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from augexport.ops import format_ops
-from augexport.registry import load_builtin_stages
+from augexport.stages import builtin_stages
 from tests.conftest import smooth_image
 
 # a non-trivial spec per stage (a stage whose defaults do nothing would prove little)
@@ -22,11 +22,17 @@ SPECS = {
               "brightness_range": [0.8, 1.2], "channel_shift_range": 10.0},
     "tf_image": [{"random_brightness": {"max_delta": 0.2}}, {"random_hue": {"max_delta": 0.05}},
                  {"random_crop": {"size": 0.8}}],
+    # the TTA variant stages are deterministic: every "seed" gives the same, changed, image
+    "tta_brightness": {"factor": 1.3},
+    "tta_crop": {"corner": "br", "size": ["frac", 0.75, 0.75], "hflip": True},
+    "tta_dihedral": {"op": "transverse"},
+    "tta_scale": {"factor": 1.25},
+    "tta_shift": {"offset": ["frac", 0.1, -0.2]},
 }
 
 
 def test_every_registered_stage_has_a_contract_spec() -> None:
-    assert set(load_builtin_stages()) == set(SPECS)
+    assert set(builtin_stages()) == set(SPECS)
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -34,7 +40,7 @@ def test_every_registered_stage_has_a_contract_spec() -> None:
 def test_stage_contract(name: str, channels: int) -> None:
     if name == "imgaug" and channels == 1:
         pytest.skip("the spec's augmenters are colour-agnostic, but imgaug is exercised on 1 channel elsewhere")
-    cls = load_builtin_stages()[name]
+    cls = builtin_stages()[name]
     stage = cls.from_spec(SPECS[name], f"stages[0].{name}")
     # the resolved spec rebuilds the same stage (what the manifest records and workers rebuild from)
     assert cls.from_spec(stage.to_spec(), "x").to_spec() == stage.to_spec()
@@ -54,9 +60,28 @@ def test_stage_contract(name: str, channels: int) -> None:
     assert changed >= 6
 
 
-def test_ops_documents_every_stage() -> None:
-    text = format_ops()
-    for name, cls in load_builtin_stages().items():
-        assert f"{name}:" in text
-        for _op, param, _kind, _doc in cls.ops_rows()[:3]:
-            assert param in text
+def _ops_sections() -> dict[str, list[str]]:
+    """`augexport ops` split into its stage sections: header `name: doc`, then indented rows."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in format_ops().splitlines():
+        if line and not line.startswith(" ") and ": " in line:
+            current = line.split(": ", 1)[0]
+            sections[current] = [line]
+        elif current is not None and line.startswith("  "):
+            sections[current].append(line)
+    return sections
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_ops_documents_every_row_of_every_stage(name: str) -> None:
+    cls = builtin_stages()[name]
+    section = _ops_sections()[name]
+    assert section[0] == f"{name}: {cls.doc}"
+    rows = cls.ops_rows()
+    assert rows, f"{name} documents no parameter"
+    for op, param, kind, doc in rows:
+        head = f"{op}.{param}" if op else param
+        matching = [line for line in section[1:] if line[2:].startswith(head + " ")]
+        assert len(matching) == 1, f"{name}: row {head!r} missing or repeated in augexport ops"
+        assert f" {kind} " in matching[0] + " " and matching[0].rstrip().endswith(doc.rstrip()), matching[0]

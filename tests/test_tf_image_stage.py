@@ -14,7 +14,7 @@ from tests.conftest import smooth_image
 
 
 @pytest.fixture(scope="module")
-def tf():  # noqa: ANN201 - the tensorflow module
+def tf():  # the tensorflow module
     return pytest.importorskip("tensorflow")
 
 

@@ -16,8 +16,9 @@ from augexport import api
 from augexport.cli import main
 from augexport.errors import UsageError
 from augexport.rng import example_rng
-from augexport.stages.tta import crop_box, dihedral, invert, parse_variants, split_spec
-from augexport.tta import group_rows, merge, merge_scores, softmax
+from augexport.stages.tta import crop_box, dihedral, invert
+from augexport.tta import parse_variants, split_spec
+from augexport.tta_merge import group_rows, merge, merge_scores, softmax
 from tests.conftest import make_class_folder, smooth_image
 from tests.helpers import manifest, read_records
 
@@ -312,3 +313,26 @@ def test_keras_end_to_end_through_tfds(sample_data, tmp_path):
     assert res.accuracy == pytest.approx(float((preds.reshape(30, 13, 3).mean(1).argmax(1) == res.labels).mean()))
     vote = merge(out, "test", preds, method="vote")
     assert vote.predicted.shape == (30,)
+
+
+@pytest.mark.parametrize("variants,needle", [("random:100000000", "N <= 10000"), ("shift:99999999999999999999,0", "limited")])
+def test_tta_variant_bounds(tmp_path: Path, variants: str, needle: str) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 2})
+    res = CliRunner().invoke(main, ["tta", str(src), str(tmp_path / "out"), "--variants", variants])
+    assert res.exit_code == 2 and needle in res.output
+
+
+def test_tta_merge_rejects_odd_predictions(tmp_path: Path) -> None:
+    import numpy as np
+
+    src = make_class_folder(tmp_path / "src", {"a": 2, "b": 1})
+    out = tmp_path / "out"
+    assert CliRunner().invoke(main, ["tta", str(src), str(out), "--variants", "identity,hflip", "--workers", "1"]).exit_code == 0
+    for arr, needle in ((np.array([["x"]] * 6), "dtype"), (np.zeros((6, 0)), "expected 2-D")):
+        np.save(tmp_path / "p.npy", arr)
+        res = CliRunner().invoke(main, ["tta-merge", str(out), "--predictions", str(tmp_path / "p.npy")])
+        assert res.exit_code == 2 and needle in res.output
+    np.save(tmp_path / "p.npy", np.full((6, 2), 0.5))
+    res = CliRunner().invoke(main, ["tta-merge", str(out), "--predictions", str(tmp_path / "p.npy"), "-o",
+                                    str(tmp_path / "missing" / "m.csv")])
+    assert res.exit_code == 2 and "does not exist" in res.output

@@ -5,12 +5,10 @@ by a test against TFDS), so exporting never imports TensorFlow."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from . import atomic_write
-
-TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+from ..naming import TFDS_TEMPLATE
+from ..outdir import OutDir
 
 
 def _scalar(dtype: str) -> dict[str, Any]:
@@ -49,7 +47,7 @@ def features_json(num_classes: int, channels: int, encoding: str) -> dict[str, A
     }
 
 
-def write_metadata(out: Path, name: str, description: str, class_names: list[str], channels: int,
+def write_metadata(outdir: OutDir, name: str, description: str, class_names: list[str], channels: int,
                    encoding: str, splits: dict[str, dict[str, Any]]) -> None:
     """`splits`: split name -> {"shard_lengths": [...], "num_bytes": int}; uncompressed splits only."""
     info = {
@@ -57,14 +55,15 @@ def write_metadata(out: Path, name: str, description: str, class_names: list[str
         "fileFormat": "tfrecord",
         "name": name,
         "splits": [
-            {"filepathTemplate": TEMPLATE, "name": split, "numBytes": str(s["num_bytes"]),
+            {"filepathTemplate": TFDS_TEMPLATE, "name": split, "numBytes": str(s["num_bytes"]),
              "shardLengths": [str(n) for n in s["shard_lengths"]]}
             for split, s in sorted(splits.items())
         ],
-        # as_supervised=True yields (image, label), as the seeds' tfds.load calls expect
+        # as_supervised=True yields (image, label), as tfds.load(..., as_supervised=True) users expect
         "supervisedKeys": {"tuple": {"items": [{"featureKey": "image"}, {"featureKey": "label"}]}},
         "version": "1.0.0",
     }
-    atomic_write(out / "features.json", json.dumps(features_json(len(class_names), channels, encoding), indent=4, sort_keys=True).encode())
-    atomic_write(out / "label.labels.txt", "".join(f"{c}\n" for c in class_names).encode("utf-8", "surrogateescape"))
-    atomic_write(out / "dataset_info.json", json.dumps(info, indent=2, sort_keys=True).encode())
+    features = json.dumps(features_json(len(class_names), channels, encoding), indent=4, sort_keys=True)
+    outdir.write_atomic("features.json", features.encode())
+    outdir.write_atomic("label.labels.txt", "".join(f"{c}\n" for c in class_names).encode("utf-8", "surrogateescape"))
+    outdir.write_atomic("dataset_info.json", json.dumps(info, indent=2, sort_keys=True).encode())

@@ -7,21 +7,12 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
-from . import fsync_dir
+from ..naming import SplitNames
+from ..outdir import OutDir
 
 COMPRESSIONS = ("none", "gzip")
-
-
-def shard_name(name: str, split: str, index: int, total: int) -> str:
-    """TFDS's `{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}` template."""
-    return f"{name}-{split}.tfrecord-{index:05d}-of-{total:05d}"
-
-
-def temp_shard_name(name: str, split: str, index: int) -> str:
-    return f".tmp-{name}-{split}.tfrecord-{index:05d}"
 
 
 @dataclass
@@ -52,22 +43,40 @@ class _HashingFile:
         self.f.flush()
 
 
-def write_shard(path: Path, framed_records: Iterable[bytes], compression: str = "none") -> ShardInfo:
+class _OpenShard:
+    """One shard being written: raw file, hashing layer, optional gzip stream on top."""
+
+    def __init__(self, raw: BinaryIO, compression: str) -> None:
+        self.raw = raw
+        self.hash = _HashingFile(raw)
+        self.stream: _HashingFile | gzip.GzipFile = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=self.hash, mtime=0)  # type: ignore[arg-type]
+            if compression == "gzip" else self.hash)
+        self.records = 0
+        self.written = 0
+
+    def write(self, framed: bytes) -> None:
+        self.stream.write(framed)
+        self.records += 1
+        self.written += len(framed)
+
+    def close(self, name: str) -> ShardInfo:
+        """Flush, fsync, close; what was written, under `name`."""
+        if isinstance(self.stream, gzip.GzipFile):
+            self.stream.close()
+        self.raw.flush()
+        os.fsync(self.raw.fileno())
+        self.raw.close()
+        return ShardInfo(name, self.records, self.hash.size, self.hash.sha.hexdigest())
+
+
+def write_shard(outdir: OutDir, name: str, framed_records: Iterable[bytes], compression: str = "none") -> ShardInfo:
     """One whole shard in one go (the Beam runner's writers): the same write calls, gzip settings
     and fsync as ShardWriter, so the bytes are identical."""
-    records = 0
-    with open(path, "wb") as raw:
-        hashing = _HashingFile(raw)
-        stream = (gzip.GzipFile(filename="", mode="wb", fileobj=hashing, mtime=0)  # type: ignore[arg-type]
-                  if compression == "gzip" else hashing)
-        for framed in framed_records:
-            stream.write(framed)
-            records += 1
-        if isinstance(stream, gzip.GzipFile):
-            stream.close()
-        raw.flush()
-        os.fsync(raw.fileno())
-    return ShardInfo(path.name, records, hashing.size, hashing.sha.hexdigest())
+    shard = _OpenShard(outdir.open_new(name), compression)
+    for framed in framed_records:
+        shard.write(framed)
+    return shard.close(name)
 
 
 class ShardWriter:
@@ -76,100 +85,83 @@ class ShardWriter:
     With `num_shards`, record i of the planned sequence goes to shard i·N // planned_total, so the
     split never depends on which inputs were skipped; otherwise a new shard starts once the current
     one reaches `shard_bytes`. Shards are renamed to their final TFDS names only in `finalize()`.
+    `finished` are shards an interrupted run completed (verified by the resume room): writing
+    continues after them.
     """
 
-    def __init__(self, out: Path, name: str, split: str, *, planned_total: int,
-                 num_shards: int | None = None, shard_bytes: int = 256 << 20, compression: str = "none",
-                 on_shard_closed: Callable[[int, ShardInfo, int], None] | None = None) -> None:
-        self.out, self.name, self.split = out, name, split
+    def __init__(self, outdir: OutDir, names: SplitNames, *, planned_total: int, num_shards: int | None = None,
+                 shard_bytes: int = 256 << 20, compression: str = "none", finished: Iterable[ShardInfo] = (),
+                 on_shard_closed: Callable[[ShardInfo, int], None] | None = None) -> None:
+        self.outdir, self.names = outdir, names
         self.on_shard_closed = on_shard_closed
-        self._last_planned = -1
         self.planned_total = max(planned_total, 1)
         self.num_shards = num_shards
         self.shard_bytes = shard_bytes
         self.compression = compression
-        self.done: list[tuple[Path, ShardInfo]] = []
-        self._index = -1
-        self._raw: BinaryIO | None = None
-        self._hash: _HashingFile | None = None
-        self._stream: BinaryIO | gzip.GzipFile | None = None
-        self._records = 0
-        self._written = 0
+        self.done: list[ShardInfo] = list(finished)
+        self._index = len(self.done) - 1
+        self._open_shard: _OpenShard | None = None
+        self._last_planned = -1
 
     def _open(self, index: int) -> None:
         self._close()
         self._index = index
-        path = self.out / temp_shard_name(self.name, self.split, index)
-        self._raw = open(path, "wb")
-        self._hash = _HashingFile(self._raw)
-        self._stream = (gzip.GzipFile(filename="", mode="wb", fileobj=self._hash, mtime=0)  # type: ignore[arg-type]
-                        if self.compression == "gzip" else self._hash)  # type: ignore[assignment]
-        self._records = 0
-        self._written = 0
+        self._open_shard = _OpenShard(self.outdir.open_new(self.names.temp_shard(index)), self.compression)
 
     def _close(self) -> None:
-        if self._raw is None:
+        if self._open_shard is None:
             return
-        assert self._stream is not None and self._hash is not None
-        if isinstance(self._stream, gzip.GzipFile):
-            self._stream.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
-        self._raw.close()
-        path = self.out / temp_shard_name(self.name, self.split, self._index)
-        info = ShardInfo(path.name, self._records, self._hash.size, self._hash.sha.hexdigest())
-        self.done.append((path, info))
-        self._raw = self._hash = self._stream = None
+        info = self._open_shard.close(self.names.temp_shard(self._index))
+        self._open_shard = None
+        self.done.append(info)
         if self.on_shard_closed is not None:
-            self.on_shard_closed(self._index, info, self._last_planned)
-
-    def resume_from(self, finished: list[ShardInfo]) -> None:
-        """Adopt shards finished (and verified) by an interrupted run; writing continues after them."""
-        self.done = [(self.out / info.file, info) for info in finished]
-        self._index = len(finished) - 1
+            self.on_shard_closed(info, self._last_planned)
 
     def write(self, planned_index: int, framed: bytes) -> None:
         if self.num_shards:
             target = planned_index * self.num_shards // self.planned_total
             while self._index < target:
                 self._open(self._index + 1)
-        elif self._raw is None or self._written >= self.shard_bytes:
+        elif self._open_shard is None or self._open_shard.written >= self.shard_bytes:
             self._open(self._index + 1)
-        assert self._stream is not None
-        self._stream.write(framed)
-        self._records += 1
-        self._written += len(framed)
+        assert self._open_shard is not None
+        self._open_shard.write(framed)
         self._last_planned = planned_index
 
-    def finalize(self) -> list[ShardInfo]:
-        """Close, fsync, and rename every shard to its final name; returns them in order."""
+    def close(self) -> list[ShardInfo]:
+        """Close the last shard (and open the empty ones a fixed shard count still needs)."""
         if self.num_shards:
             while self._index < self.num_shards - 1:
                 self._open(self._index + 1)
-        elif self._raw is None and not self.done:
+        elif self._open_shard is None and not self.done:
             self._open(0)  # an empty split still gets one (empty) shard
         self._close()
-        total = len(self.done)
-        infos = []
-        for i, (tmp, info) in enumerate(self.done):
-            final = shard_name(self.name, self.split, i, total)
-            os.replace(tmp, self.out / final)
-            info.file = final
-            infos.append(info)
-        fsync_dir(self.out)
-        return infos
+        return list(self.done)
+
+    def finalize(self) -> list[ShardInfo]:
+        """Close, then rename every shard to its final name; returns them in order."""
+        infos = self.close()
+        return rename_final(self.outdir, self.names, infos)
 
     def abort(self, keep_finished: bool = False) -> None:
         """Remove the temporary shards (a failed run leaves nothing that looks finished). With
         `keep_finished`, closed shards stay for `--resume`; only the one being written goes."""
-        if self._raw is not None:
-            self._raw.close()
-            (self.out / temp_shard_name(self.name, self.split, self._index)).unlink(missing_ok=True)
-            self._raw = None
-        if keep_finished:
-            return
-        for tmp, _ in self.done:
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
+        if self._open_shard is not None:
+            self._open_shard.raw.close()
+            self._open_shard = None
+            self.outdir.unlink(self.names.temp_shard(self._index))
+        if not keep_finished:
+            for info in self.done:
+                self.outdir.unlink(info.file)
+
+
+def rename_final(outdir: OutDir, names: SplitNames, infos: list[ShardInfo]) -> list[ShardInfo]:
+    """Rename closed temporary shards to their TFDS names (`-0000i-of-0000n`), fsync OUT."""
+    total = len(infos)
+    out = []
+    for i, info in enumerate(infos):
+        final = names.shard(i, total)
+        outdir.rename(info.file, final)
+        out.append(ShardInfo(final, info.records, info.bytes, info.sha256))
+    outdir.fsync()
+    return out

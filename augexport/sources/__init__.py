@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DecodeError
+
+DEFAULT_MAX_FILE_BYTES = 1 << 30  # 1 GiB: far above any real image file, far below what exhausts memory
+_FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
 
 
 @dataclass(frozen=True)
@@ -17,17 +27,34 @@ class SourceItem:
     offset: int = 0
     length: int | None = None
 
-    def read(self) -> bytes:
+    def read(self, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+        """The encoded image. Only regular files are read (a FIFO would block forever, a device never
+        end), at most `max_bytes`; every failure is a DecodeError that the engine skips or reports."""
         if self.data is not None:
             return self.data
         assert self.path is not None
-        with open(self.path, "rb") as f:
-            if self.length is None:
-                return f.read()
+        try:
+            return self._read_file(max_bytes)
+        except OSError as exc:
+            raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+
+    def _read_file(self, max_bytes: int) -> bytes:
+        assert self.path is not None
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                kind = _FILE_KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+                raise DecodeError(f"not a regular file ({kind}); only regular files are read")
+            want = self.length if self.length is not None else st.st_size
+            if want > max_bytes:
+                raise DecodeError(f"file of {want} bytes exceeds the limit of {max_bytes} bytes (--max-file-bytes)")
             f.seek(self.offset)
-            data = f.read(self.length)
-        if len(data) != self.length:
-            raise OSError(f"{self.path}: {len(data)} of {self.length} bytes at offset {self.offset}")
+            data = f.read(min(want, max_bytes) + (0 if self.length is not None else 1))
+        if self.length is not None and len(data) != self.length:
+            raise DecodeError(f"cannot read file: {self.path}: {len(data)} of {self.length} bytes at offset {self.offset}")
+        if len(data) > max_bytes:
+            raise DecodeError(f"file grew beyond the limit of {max_bytes} bytes (--max-file-bytes) while being read")
         return data
 
 
@@ -43,4 +70,14 @@ class SourceListing:
     items: list[SourceItem]
     fingerprint: str
     problems: list[tuple[str, str]]
-    spool: str | None = None  # a tfds source's temporary copy of the encoded split (removed with the listing)
+    spool: str | None = None  # a tfds source's temporary copy of the encoded split (removed by release())
+    cleanup: Callable[[], Any] | None = field(default=None, repr=False)
+
+    @property
+    def spool_name(self) -> str | None:
+        return os.path.basename(self.spool) if self.spool else None
+
+    def release(self) -> None:
+        """Remove what listing the source left on disk (the tfds spool); safe to call twice."""
+        if self.cleanup is not None:
+            self.cleanup()

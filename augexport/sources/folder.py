@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import stat
 from pathlib import Path
 
 from ..errors import UsageError
@@ -35,14 +34,16 @@ def _walk_files(root: Path) -> list[tuple[str, str]]:
 
 
 def _fingerprint(entries: list[tuple[str, int, str]]) -> str:
-    """sha256 over (source_id, label, size): changes when files are added, removed or rewritten."""
+    """sha256 over (source_id, label, size, mtime in ns): changes when files are added, removed or
+    rewritten, even with the same size (what `--resume` relies on to refuse a changed SOURCE)."""
     h = hashlib.sha256()
     for sid, label, full in entries:
         try:
-            size = os.stat(full).st_size
+            st = os.stat(full)
+            size, mtime = st.st_size, st.st_mtime_ns
         except OSError:
-            size = -1
-        h.update(f"{sid}\x00{label}\x00{size}\n".encode("utf-8", "surrogateescape"))
+            size, mtime = -1, -1
+        h.update(f"{sid}\x00{label}\x00{size}\x00{mtime}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -135,14 +136,3 @@ def list_folder(source: str | os.PathLike[str], labels: str | os.PathLike[str] |
             raise UsageError(f"--labels {labels} does not exist or is not a file")
         return list_labelled_folder(root, labels, name)
     return list_class_folders(root, name)
-
-
-def is_readable_file(path: str) -> str | None:
-    """None if `path` is a regular readable file, else the reason it is not."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return f"cannot stat: {exc.strerror}"
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file"
-    return None

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..naming import SPOOL_PREFIX
 from . import SourceItem, SourceListing
 
 _SPEC_RE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_]*)(?:/(?P<config>[A-Za-z0-9_.\-]+))?"
@@ -103,7 +104,7 @@ def open_builder(spec: str, data_dir: str | None) -> Any:
     """The prepared builder for `spec`, or a UsageError right away (no network, no download)."""
     name, config, version = parse_spec(spec)
     _quiet_tensorflow()
-    import tensorflow_datasets as tfds  # noqa: PLC0415 - TF only for tfds sources
+    import tensorflow_datasets as tfds  # TF only for tfds sources
 
     if data_dir is not None:
         root = Path(data_dir)
@@ -113,7 +114,7 @@ def open_builder(spec: str, data_dir: str | None) -> Any:
         if folder is not None:
             try:
                 return tfds.builder_from_directory(str(folder))
-            except Exception as exc:  # noqa: BLE001 - any TFDS failure is a bad folder for the user
+            except Exception as exc:  # any TFDS failure is a bad folder for the user
                 raise UsageError(f"SOURCE tfds:{spec}: {folder} has dataset_info.json but TFDS cannot read it: "
                                  f"{_first_line(exc)}") from None
     full = name + (f"/{config}" if config else "") + (f":{version}" if version else "")
@@ -131,7 +132,7 @@ def open_builder(spec: str, data_dir: str | None) -> Any:
 
 def feature_keys(builder: Any, image_key: str | None, label_key: str | None) -> tuple[str, str]:
     """Image and label feature names: flags first, then `supervised_keys`, then the only Image/ClassLabel."""
-    import tensorflow_datasets as tfds  # noqa: PLC0415
+    import tensorflow_datasets as tfds
 
     features = builder.info.features
     sup = builder.info.supervised_keys
@@ -159,7 +160,7 @@ def feature_keys(builder: Any, image_key: str | None, label_key: str | None) -> 
 def _spill(builder: Any, split: str, image_key: str, label_key: str, name: str,
            directory: str) -> tuple[list[SourceItem], str, list[tuple[str, str]]]:
     """One ordered pass over the split: encoded image bytes to `directory/images.bin`, items keep ranges."""
-    import tensorflow_datasets as tfds  # noqa: PLC0415
+    import tensorflow_datasets as tfds
 
     decoders = tfds.decode.PartialDecoding({image_key: True, label_key: True},
                                            decoders={image_key: tfds.decode.SkipDecoding()})
@@ -203,7 +204,7 @@ def list_tfds(spec: str, *, split: str | None = None, data_dir: str | None = Non
     image_key, label_key = feature_keys(builder, image_key, label_key)
     class_names = [str(n) for n in builder.info.features[label_key].names]
     ds_name = parse_spec(spec)[0]  # what the user typed; an augexport OUT may carry another name inside
-    directory = tempfile.mkdtemp(prefix=".tmp-tfds-spool-", dir=spool_dir)
+    directory = tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=spool_dir)
     try:
         items, fingerprint, problems = _spill(builder, split, image_key, label_key, ds_name, directory)
     except BaseException:
@@ -218,5 +219,5 @@ def list_tfds(spec: str, *, split: str | None = None, data_dir: str | None = Non
                 f"data_dir={data_dir or builder.data_dir} image={image_key} label={label_key}")
     listing = SourceListing("tfds", location, name or ds_name, class_names, items, fingerprint, problems,
                             spool=directory)
-    weakref.finalize(listing, shutil.rmtree, directory, True)
+    listing.cleanup = weakref.finalize(listing, shutil.rmtree, directory, True)
     return listing

@@ -15,8 +15,8 @@ before in the process, and imgaug's global RNG is never used.
 
 No batched path: imgaug draws a batch's parameters with one RNG as arrays of length N
 (`_draw_samples(nb_rows, random_state)`), so an image's result depends on its batch and its
-position in it. Per-example seeds therefore require one augment call per image (see the report
-of issue 4 for the measured cost).
+position in it. Per-example seeds therefore require one augment call per image (docs/performance.md
+gives the cost).
 """
 
 from __future__ import annotations

@@ -21,12 +21,11 @@ the source coordinates are wrapped by hand and resampled with `cv2.remap`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DecodeError
+from ..errors import ConfigError
 from ..registry import Stage, register
 from ..spec import Param, boolean, choice, number, pair
 
@@ -35,11 +34,6 @@ FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 _BORDERS = {"nearest": "BORDER_REPLICATE", "reflect": "BORDER_REFLECT", "constant": "BORDER_REPLICATE",
             "wrap": "BORDER_REPLICATE"}
 _INTERP = {0: "INTER_NEAREST", 1: "INTER_LINEAR"}
-FEATUREWISE_NOTE = ("featurewise_center/featurewise_std_normalization cannot be stored in image pixels: the images "
-                    "are written unnormalized. At training time subtract mean per channel (and divide by std + 1e-6 when std "
-                    "is given), as "
-                    "ImageDataGenerator.standardize does after fit(); mean and std are in 0..255 pixel units of "
-                    "the source images (multiply both by your rescale factor if you rescale first).")
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -162,7 +156,7 @@ def _flip_matrix(h: int, w: int, flip_h: bool, flip_v: bool) -> np.ndarray:
 def _constant_outside(out: np.ndarray, m: np.ndarray, cval: int) -> np.ndarray:
     """scipy 'constant': output pixels whose source lies outside [0, W-1] x [0, H-1] become cval.
     Per row the inside is one interval of x (the map is affine), so the mask costs O(H) + one compare."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     h, w = out.shape[:2]
     ys = np.arange(h, dtype=np.float64)
@@ -188,7 +182,7 @@ def _constant_outside(out: np.ndarray, m: np.ndarray, cval: int) -> np.ndarray:
 
 def _wrap_remap(image: np.ndarray, m: np.ndarray, interp: int) -> np.ndarray:
     """scipy 'wrap': coordinates outside [0, n-1] are taken modulo n-1."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     h, w = image.shape[:2]
     xs = np.arange(w, dtype=np.float32)[None, :]
@@ -207,7 +201,7 @@ def _wrap_remap(image: np.ndarray, m: np.ndarray, interp: int) -> np.ndarray:
 
 def _scipy_affine(image: np.ndarray, m: np.ndarray, mode: str, cval: float, order: int) -> np.ndarray:
     """Spline orders 2..5 have no OpenCV equivalent: scipy per channel, as Keras does."""
-    import scipy.ndimage  # noqa: PLC0415 - only for rare orders
+    import scipy.ndimage  # only for rare orders
 
     rc = m[[1, 0]][:, [1, 0, 2]]  # (x, y) -> (row, col)
     chans = [scipy.ndimage.affine_transform(image[..., c].astype(np.float32), rc[:, :2], rc[:, 2],
@@ -217,7 +211,7 @@ def _scipy_affine(image: np.ndarray, m: np.ndarray, mode: str, cval: float, orde
 
 def warp(image: np.ndarray, m: np.ndarray, fill_mode: str, cval: float, order: int) -> np.ndarray:
     """Resample with `m` (output (x, y) -> source (x, y)) under scipy's fill-mode semantics."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     h, w = image.shape[:2]
     if order not in _INTERP:
@@ -308,38 +302,3 @@ class KerasStage(Stage):
     @property
     def wants_featurewise(self) -> bool:
         return bool(self.config["featurewise_center"] or self.config["featurewise_std_normalization"])
-
-
-# -- featurewise statistics (a first pass over the sources) ----------------------------------------
-def featurewise_stats(items: Iterable[Any], pipeline: Any, job: Any) -> dict[str, Any]:
-    """Per-channel mean and std of the decoded source images (as Keras' fit(x) computes them),
-    streamed with exact integer running sums; undecodable sources are left out."""
-    from ..worker import Renderer  # noqa: PLC0415 - avoids an import cycle with the stage registry
-
-    renderer = Renderer(job)
-    total = total_sq = None
-    pixels = images = 0
-    for item in items:
-        try:
-            pix = renderer.decode(item)
-        except DecodeError:
-            continue
-        flat = pix.reshape(-1, pix.shape[-1]).astype(np.int64)
-        s, sq = flat.sum(axis=0), (flat * flat).sum(axis=0)
-        total = s if total is None else total + s
-        total_sq = sq if total_sq is None else total_sq + sq
-        pixels += flat.shape[0]
-        images += 1
-    if not pixels or total is None or total_sq is None:
-        return {"mean": None, "std": None, "images": 0, "pixels": 0, "note": FEATUREWISE_NOTE}
-    mean = total / pixels
-    var = np.maximum(total_sq / pixels - mean * mean, 0.0)
-    want_std = any(isinstance(s, KerasStage) and s.config["featurewise_std_normalization"] for s in pipeline.stages)
-    return {"mean": [round(float(v), 6) for v in mean],
-            "std": [round(float(v), 6) for v in np.sqrt(var)] if want_std else None,
-            "images": images, "pixels": pixels, "note": FEATUREWISE_NOTE}
-
-
-def needs_featurewise_stats(pipeline: Any) -> bool:
-    """True when a keras stage asks for featurewise_center or featurewise_std_normalization."""
-    return any(isinstance(s, KerasStage) and s.wants_featurewise for s in pipeline.stages)

@@ -7,24 +7,14 @@ TensorFlow is imported inside the functions: worker processes never import this 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .mix import apply_mix, match_size
+from .mix import match_size
 
 FORCE_ENV = "AUGEXPORT_FORCE_TF_MIX"
-
-
-def use_tf_mix(device: str = "auto", force: bool | None = None) -> bool:
-    """The TF path runs for `--device gpu`, or when forced (argument or AUGEXPORT_FORCE_TF_MIX=1, for tests on CPU)."""
-    if force is not None:
-        return force
-    if os.environ.get(FORCE_ENV, "") not in ("", "0"):
-        return True
-    return device == "gpu"
 
 
 def mix_batch_tf(bases: np.ndarray | Sequence[np.ndarray], partners: np.ndarray | Sequence[np.ndarray],
@@ -62,10 +52,3 @@ def mix_batch_tf(bases: np.ndarray | Sequence[np.ndarray], partners: np.ndarray 
     out = tf.where(tf.reshape(tf.constant(is_cut), (n, 1, 1, 1)), cut, blended)
     return out.numpy()
 
-
-def mix_batch(bases: Sequence[np.ndarray], partners: Sequence[np.ndarray], params_list: Sequence[dict[str, Any]],
-              device: str = "cpu", force_tf: bool | None = None) -> list[np.ndarray]:
-    """Dispatch: the TF kernel for a device (or when forced), else the numpy reference per image."""
-    if use_tf_mix(device, force_tf) and len(bases) and all(b.shape == bases[0].shape for b in bases):
-        return list(mix_batch_tf(bases, partners, params_list))
-    return [apply_mix(b, p, prm) for b, p, prm in zip(bases, partners, params_list, strict=True)]

@@ -1,10 +1,8 @@
-"""TTA variants: the `augexport tta --variants` vocabulary, parsed into named variants, and their
-pure kernels.
-
-A variant is plain JSON (name, kind, params, invertibility) so the manifest can list it and a
-worker can rebuild it. Deterministic variants take no randomness at all; `random:N` runs a
-training pipeline's stages with the record's own generator `example_rng(seed, source_id, copy)`,
-`copy` being the variant index, exactly as `export` does for its augmented copies.
+"""TTA variant stages and their pure kernels. `augexport tta --variants` (see `augexport.tta`)
+turns its vocabulary into one of these stages per variant, and the copy plan renders variant k as
+copy k through the same stage loop as augmented copies. The stages are deterministic: `sample`
+only computes what depends on the image's shape (a crop box, a shift in pixels) and draws nothing.
+Each records `{"stage": "tta", "variant": NAME, "kind": KIND, ...}` in the record's params.
 
 Geometry conventions (pixel centres at integer coordinates, rows down, columns right):
   rot90 = `np.rot90(x, 1)` (counter-clockwise, like `tf.image.rot90`); transpose swaps rows and
@@ -17,22 +15,19 @@ Geometry conventions (pixel centres at integer coordinates, rows down, columns r
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, DecodeError, UsageError
-from ..rng import example_rng
+from ..errors import ConfigError, DecodeError
+from ..registry import Stage, register
+from ..spec import Param, boolean, choice, number
 
 DIHEDRAL = ("identity", "rot90", "rot180", "rot270", "hflip", "vflip", "transpose", "transverse")
 INVERSE = {"identity": "identity", "rot90": "rot270", "rot180": "rot180", "rot270": "rot90", "hflip": "hflip",
            "vflip": "vflip", "transpose": "transpose", "transverse": "transverse"}
 CORNERS = ("tl", "tr", "bl", "br", "c")
-VOCABULARY = ("identity", "hflip", "vflip", "rot90", "rot180", "rot270", "transpose", "transverse", "d4",
-              "five_crop:S", "ten_crop:S", "scale:F", "shift:DY,DX", "brightness:F", "random:N[@pipeline.yaml]")
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)"
 
 
 class VariantError(DecodeError):
@@ -109,201 +104,6 @@ def brightness(image: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
-# -- variants ----------------------------------------------------------------------------------
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
-def _entry(name: str, kind: str, params: dict[str, Any], inverse: str | None, exact: bool) -> dict[str, Any]:
-    """The JSON form of a variant: what the manifest lists and what a worker renders from."""
-    return {"name": name, "kind": kind, "params": params, "invertible": inverse is not None,
-            "inverse": inverse, "exact_inverse": exact and inverse is not None}
-
-
-def _size_arg(text: str, where: str) -> list[Any]:
-    """`24` (pixels, square), `24x20` (HxW pixels) or `0.875` (fraction of each side)."""
-    m = re.fullmatch(r"(\d+)(?:x(\d+))?", text)
-    if m:
-        h = int(m.group(1))
-        w = int(m.group(2)) if m.group(2) else h
-        if h >= 1 and w >= 1:
-            return ["px", h, w]
-    elif re.fullmatch(_NUM, text) and 0 < float(text) <= 1:
-        return ["frac", float(text), float(text)]
-    raise UsageError(f"--variants {where}: size {text!r} is not accepted; accepted: pixels (24), HxW pixels "
-                     "(24x20) or a fraction of each side in (0, 1] (0.875)")
-
-
-def _float_arg(text: str, where: str, lo_open: float = 0.0) -> float:
-    if not re.fullmatch(_NUM, text) or float(text) <= lo_open:
-        raise UsageError(f"--variants {where}: {text!r} is not accepted; accepted: a number > {lo_open:g}")
-    return float(text)
-
-
-MAX_VARIANTS = 10000  # the same bound as `copies`
-MAX_SHIFT_PX = 100_000
-
-
-def _shift_arg(text: str, where: str) -> list[Any]:
-    parts = text.split(",")
-    if len(parts) != 2 or not all(re.fullmatch(_NUM, p.strip()) for p in parts):
-        raise UsageError(f"--variants {where}: {text!r} is not accepted; accepted: DY,DX as pixels (2,-3) "
-                         "or fractions of the height and width (0.1,0)")
-    vals = [p.strip() for p in parts]
-    if all(re.fullmatch(r"[-+]?\d+", v) for v in vals):
-        if any(abs(int(v)) > MAX_SHIFT_PX for v in vals):
-            raise UsageError(f"--variants {where}: shifts are limited to {MAX_SHIFT_PX} pixels")
-        return ["px", int(vals[0]), int(vals[1])]
-    fr = [float(v) for v in vals]
-    if any(abs(f) >= 1 for f in fr):
-        raise UsageError(f"--variants {where}: fractions must be in (-1, 1); use integers for pixels")
-    return ["frac", *fr]
-
-
-def _random_stages(path: str | None, default: str | None, where: str) -> tuple[list[Any], str]:
-    from ..pipeline import build_pipeline, load_spec_file  # noqa: PLC0415 - only for random:N
-
-    source = path or default
-    if source is None:
-        raise UsageError(f"--variants {where}: random:N needs a training pipeline: write random:N@pipeline.yaml "
-                         "or pass --config pipeline.yaml")
-    spec = load_spec_file(source)
-    stages = build_pipeline({"stages": spec.get("stages")}, source=str(source)).to_spec()["stages"]
-    if not stages:
-        raise ConfigError("stages", "random:N draws from the pipeline's stages, but it has none", source=str(source))
-    return stages, str(source)
-
-
-def split_spec(spec: str | Iterable[str]) -> list[str]:
-    """`identity,hflip,shift:2,-3` -> items; a number after `shift:DY` is its DX, not a variant."""
-    texts = [spec] if isinstance(spec, str) else list(spec)
-    items: list[str] = []
-    for text in texts:
-        for tok in (t.strip() for t in text.split(",")):
-            if items and items[-1].startswith("shift:") and "," not in items[-1] and re.fullmatch(_NUM, tok):
-                items[-1] += "," + tok
-            elif tok:
-                items.append(tok)
-    return items
-
-
-def parse_variants(spec: str | Iterable[str], config: str | None = None) -> list[dict[str, Any]]:
-    """Parse a variant spec into the ordered list of variant entries; names must be unique.
-
-    `config` is the pipeline file used by `random:N` without `@file`."""
-    out: list[dict[str, Any]] = []
-    draws = 0
-    for item in split_spec(spec):
-        kind, _, arg = item.partition(":")
-        kind = kind.strip().lower()
-        where = f"{item!r}"
-        if kind in DIHEDRAL:
-            if arg:
-                raise UsageError(f"--variants {where}: {kind} takes no argument")
-            out.append(_entry(kind, "dihedral", {"op": kind}, INVERSE[kind], True))
-        elif kind == "d4":
-            out.extend(_entry(op, "dihedral", {"op": op}, INVERSE[op], True) for op in DIHEDRAL)
-        elif kind in ("five_crop", "ten_crop"):
-            size = _size_arg(arg, where)
-            for flip in ((False, True) if kind == "ten_crop" else (False,)):
-                for corner in CORNERS:
-                    name = f"crop_{corner}" + ("_hflip" if flip else "")
-                    out.append(_entry(name, "crop", {"corner": corner, "size": size, "hflip": flip}, None, False))
-        elif kind == "scale":
-            f = _float_arg(arg, where)
-            out.append(_entry(f"scale_{_fmt(f)}", "scale", {"factor": f}, f"scale:{1 / f!r}", False))
-        elif kind == "shift":
-            s = _shift_arg(arg, where)
-            inv = f"shift:{-s[1]!r},{-s[2]!r}"
-            out.append(_entry(f"shift_{_fmt(s[1])}_{_fmt(s[2])}", "shift", {"offset": s}, inv, False))
-        elif kind == "brightness":
-            f = _float_arg(arg, where)
-            out.append(_entry(f"brightness_{_fmt(f)}", "brightness", {"factor": f}, "identity", True))
-        elif kind == "random":
-            m = re.fullmatch(r"(\d+)(?:@(.+))?", arg.strip())
-            if not m or not 1 <= int(m.group(1)) <= MAX_VARIANTS:
-                raise UsageError(f"--variants {where}: accepted: random:N or random:N@pipeline.yaml with "
-                                 f"1 <= N <= {MAX_VARIANTS}")
-            stages, source = _random_stages(m.group(2), config, where)
-            for _ in range(int(m.group(1))):
-                out.append(_entry(f"random_{draws}", "random", {"stages": stages, "pipeline": source}, None, False))
-                draws += 1
-        else:
-            raise UsageError(f"--variants: unknown variant {item!r}; accepted: {', '.join(VOCABULARY)}")
-    if not out:
-        raise UsageError(f"--variants: no variants given; accepted: {', '.join(VOCABULARY)}")
-    seen: set[str] = set()
-    for e in out:
-        if e["name"] in seen:
-            hint = (" (d4 already holds identity and every flip and rotation)" if e["kind"] == "dihedral"
-                    else " (give one crop size)" if e["kind"] == "crop" else "")
-            raise UsageError(f"--variants: variant {e['name']!r} is given twice{hint}; each variant may appear "
-                             "once, or merging would weigh it twice")
-        seen.add(e["name"])
-    return [{"index": i, **e} for i, e in enumerate(out)]
-
-
-def check_size(variants: list[dict[str, Any]], size: tuple[int, int] | None) -> None:
-    """With a fixed --image-size, a crop that cannot fit is a usage error before any work."""
-    if size is None:
-        return
-    for v in variants:
-        if v["kind"] == "crop":
-            try:
-                crop_box(size[0], size[1], v["params"]["size"], "c")
-            except VariantError as exc:
-                raise UsageError(f"--variants {v['name']}: {exc} (--image-size {size[0]}x{size[1]})") from None
-
-
-class VariantRenderer:
-    """Renders variant `copy` of an image; stages of `random` variants are built once here."""
-
-    def __init__(self, variants: Sequence[dict[str, Any]], seed: int) -> None:
-        from ..pipeline import build_pipeline  # noqa: PLC0415 - avoids an import cycle via registry
-
-        self.variants = list(variants)
-        self.seed = seed
-        self.stages = {v["index"]: build_pipeline({"stages": v["params"]["stages"]}).stages
-                       for v in self.variants if v["kind"] == "random"}
-
-    def name(self, copy: int) -> str:
-        return self.variants[copy]["name"]
-
-    def render(self, source_id: str, copy: int, image: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        v = self.variants[copy]
-        kind, p = v["kind"], v["params"]
-        if kind == "random":
-            rng = example_rng(self.seed, source_id, copy)
-            params = []
-            for stage in self.stages[copy]:
-                drawn = stage.draw(rng, image.shape)
-                image = stage.run(image, drawn)
-                params.append({"stage": stage.name, "params": drawn})
-            return image, params
-        info: dict[str, Any] = {"stage": "tta", "variant": v["name"], "kind": kind}
-        if kind == "dihedral":
-            out = dihedral(image, p["op"])
-        elif kind == "crop":
-            box = crop_box(image.shape[0], image.shape[1], p["size"], p["corner"])
-            out = crop(image, box)
-            if p["hflip"]:
-                out = dihedral(out, "hflip")
-            info.update(box=box, hflip=p["hflip"])
-        elif kind == "scale":
-            out = zoom(image, p["factor"])
-            info["factor"] = p["factor"]
-        elif kind == "shift":
-            unit, a, b = p["offset"]
-            dy, dx = (a, b) if unit == "px" else (round(a * image.shape[0]), round(b * image.shape[1]))
-            out = shift(image, dy, dx)
-            info.update(dy=dy, dx=dx)
-        elif kind == "brightness":
-            out = brightness(image, p["factor"])
-            info["factor"] = p["factor"]
-        else:
-            raise ValueError(f"unknown variant kind {kind!r}")
-        return out, [info]
-
 
 def invert(prediction: np.ndarray, variant: dict[str, Any]) -> np.ndarray:
     """Map a dense prediction (H', W', ...) of a variant back to the source frame.
@@ -324,3 +124,153 @@ def invert(prediction: np.ndarray, variant: dict[str, Any]) -> np.ndarray:
         dy, dx = (a, b) if unit == "px" else (round(a * h), round(b * w))
         return shift(prediction, -dy, -dx)
     raise ValueError(f"variant {variant['name']!r} has no inverse")
+
+
+# -- the stages ------------------------------------------------------------------------------
+def _unit_pair(value: Any, path: str, *, integer_px: bool, fraction: tuple[float, float]) -> list[Any]:
+    """["px", a, b] (integer pixels) or ["frac", a, b] (fractions inside `fraction`)."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 3 and value[0] in ("px", "frac")
+    nums = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value[1:])
+    if nums and value[0] == "px":
+        ok = all(isinstance(v, int) for v in value[1:]) and (not integer_px or min(value[1:]) >= 1)
+    elif nums:
+        ok = all(fraction[0] < v <= fraction[1] or (fraction[0] < 0 and abs(v) < 1) for v in value[1:])
+    if not (ok and nums):
+        raise ConfigError(path, f"{value!r} is not accepted; accepted: [px, A, B] in pixels or [frac, A, B] as "
+                                "fractions of the height and width")
+    return list(value)
+
+
+def _size(value: Any, path: str) -> list[Any]:
+    return _unit_pair(value, path, integer_px=True, fraction=(0.0, 1.0))
+
+
+def _offset(value: Any, path: str) -> list[Any]:
+    return _unit_pair(value, path, integer_px=False, fraction=(-1.0, 1.0))
+
+
+def _variant_param(doc: str) -> Param:
+    return Param("variant", "str", None, f"name recorded in params (default: {doc})",
+                 lambda v, path: v if v is None or isinstance(v, str) else _bad_name(v, path))
+
+
+def _bad_name(value: Any, path: str) -> str:
+    raise ConfigError(path, f"{value!r} is not accepted; accepted: a variant name (text)")
+
+
+class TtaStage(Stage):
+    """A deterministic TTA variant; records itself flat as `{"stage": "tta", "variant", "kind", ...}`."""
+
+    kind: ClassVar[str] = ""
+
+    def variant_name(self) -> str:
+        raise NotImplementedError
+
+    def record(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = self.config.get("variant") or self.variant_name()
+        return {"stage": "tta", "variant": name, "kind": self.kind, **params}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+@register
+class TtaDihedral(TtaStage):
+    name, kind = "tta_dihedral", "dihedral"
+    doc = "TTA: one of the 8 symmetries of the square (identity, rot90/180/270, hflip, vflip, transpose, transverse)."
+    schema = (Param("op", "|".join(DIHEDRAL), "identity", "the symmetry", choice(*DIHEDRAL)),
+              _variant_param("the op"))
+
+    def variant_name(self) -> str:
+        return str(self.config["op"])
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
+        return {}
+
+    def apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        return dihedral(image, self.config["op"])
+
+
+@register
+class TtaCrop(TtaStage):
+    name, kind = "tta_crop", "crop"
+    doc = "TTA: a crop at a corner or the centre (torchvision FiveCrop placement), optionally mirrored."
+    schema = (Param("corner", "|".join(CORNERS), "c", "tl, tr, bl, br or c (centre)", choice(*CORNERS)),
+              Param("size", "[px, h, w] | [frac, f, f]", ["frac", 0.875, 0.875], "crop size", _size),
+              Param("hflip", "bool", False, "mirror the crop left-right", boolean),
+              _variant_param("crop_<corner>[_hflip]"))
+
+    def variant_name(self) -> str:
+        return f"crop_{self.config['corner']}" + ("_hflip" if self.config["hflip"] else "")
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
+        return {"box": crop_box(shape[0], shape[1], self.config["size"], self.config["corner"]),
+                "hflip": self.config["hflip"]}
+
+    def apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        out = crop(image, params["box"])
+        return dihedral(out, "hflip") if params["hflip"] else out
+
+
+@register
+class TtaScale(TtaStage):
+    name, kind = "tta_scale", "scale"
+    doc = "TTA: centred zoom by `factor` keeping the size (exact bilinear, edges replicated)."
+    schema = (Param("factor", "float > 0", 1.0, "zoom factor (> 1 zooms in)", number(0, None, lo_open=True)),
+              _variant_param("scale_<factor>"))
+
+    def variant_name(self) -> str:
+        return f"scale_{_fmt(self.config['factor'])}"
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
+        return {"factor": self.config["factor"]}
+
+    def apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        return zoom(image, params["factor"])
+
+
+@register
+class TtaShift(TtaStage):
+    name, kind = "tta_shift", "shift"
+    doc = "TTA: integer translation by (dy, dx) pixels or fractions of (H, W); vacated pixels take the nearest edge."
+    schema = (Param("offset", "[px, dy, dx] | [frac, fy, fx]", ["px", 0, 0], "rows down, columns right", _offset),
+              _variant_param("shift_<dy>_<dx>"))
+
+    def variant_name(self) -> str:
+        _, a, b = self.config["offset"]
+        return f"shift_{_fmt(a)}_{_fmt(b)}"
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
+        unit, a, b = self.config["offset"]
+        dy, dx = (a, b) if unit == "px" else (round(a * shape[0]), round(b * shape[1]))
+        return {"dy": dy, "dx": dx}
+
+    def apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        return shift(image, params["dy"], params["dx"])
+
+
+@register
+class TtaBrightness(TtaStage):
+    name, kind = "tta_brightness", "brightness"
+    doc = "TTA: PIL ImageEnhance.Brightness(factor) (= Keras brightness_range): trunc(clip(x·factor))."
+    schema = (Param("factor", "float > 0", 1.0, "brightness factor", number(0, None, lo_open=True)),
+              _variant_param("brightness_<factor>"))
+
+    def variant_name(self) -> str:
+        return f"brightness_{_fmt(self.config['factor'])}"
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
+        return {"factor": self.config["factor"]}
+
+    def apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        return brightness(image, params["factor"])
+
+
+VARIANT_STAGES: dict[str, type[TtaStage]] = {cls.kind: cls for cls in (TtaDihedral, TtaCrop, TtaScale, TtaShift, TtaBrightness)}
+
+
+def variant_stage(entry: dict[str, Any]) -> TtaStage:
+    """The stage that renders one deterministic variant entry (from `augexport.tta.parse_variants`)."""
+    cls = VARIANT_STAGES[entry["kind"]]
+    return cls.from_spec({**entry["params"], "variant": entry["name"]}, f"variants[{entry.get('index', 0)}]")

@@ -1,0 +1,84 @@
+"""`augexport inspect OUT [--verify]`: splits, counts, label histogram, mixed fraction; `--verify`
+re-hashes every file the manifest lists and re-reads every record."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .errors import UsageError, VerifyFailed
+from .manifest import read_manifest
+from .naming import MANIFEST
+from .outdir import OutDir
+from .reader import shard_records
+from .records import decode_example
+
+
+def _check_shard(outdir: OutDir, shard: dict[str, Any], compression: str, verify: bool,
+                 labels: list[int], problems: list[str]) -> tuple[int, int]:
+    """(records, mixed) of one shard; what is wrong with it goes to `problems`."""
+    name = shard["file"]
+    if not outdir.exists(name):
+        problems.append(f"{name}: missing")
+        return 0, 0
+    if not outdir.is_file(name):
+        problems.append(f"{name}: not a regular file (augexport never reads through links)")
+        return 0, 0
+    if verify:
+        digest = outdir.sha256(name)
+        if digest != shard["sha256"]:
+            problems.append(f"{name}: sha256 {digest[:12]}… != manifest {shard['sha256'][:12]}…")
+            return 0, 0
+    n = mixed = 0
+    try:
+        for data in shard_records(outdir, name, compression, verify=verify):
+            ex = decode_example(data)
+            labels[ex["label"][0]] += 1
+            mixed += bool(ex["mix_lambda"][0] < 1.0)
+            n += 1
+    except (ValueError, OSError, EOFError, IndexError, KeyError) as exc:
+        problems.append(f"{name}: unreadable: {exc}")
+    if n != shard["records"]:
+        problems.append(f"{name}: {n} records, manifest says {shard['records']}")
+    return n, mixed
+
+
+def inspect(out: str | os.PathLike[str], verify: bool = False) -> dict[str, Any]:
+    """Splits, shards, counts, label histogram, mixed fraction; `verify` re-hashes every shard
+    against the manifest and re-reads every record (raises VerifyFailed listing every mismatch)."""
+    outdir = OutDir(out)
+    manifest = read_manifest(outdir)
+    if manifest is None:
+        raise UsageError(f"{out} has no {MANIFEST}: not an augexport output folder")
+    problems: list[str] = []
+    report: dict[str, Any] = {"out": str(out), "name": manifest["name"], "class_names": manifest["class_names"], "splits": {}}
+    for split, entry in sorted(manifest["splits"].items()):
+        labels = [0] * len(manifest["class_names"])
+        records = mixed = 0
+        for shard in entry["shards"]:
+            n, m = _check_shard(outdir, shard, entry.get("compression", "none"), verify, labels, problems)
+            records, mixed = records + n, mixed + m
+        report["splits"][split] = {"shards": len(entry["shards"]), "records": records, "counts": entry["counts"],
+                                   "label_histogram": dict(zip(manifest["class_names"], labels, strict=True)),
+                                   "mixed_fraction": mixed / records if records else 0.0,
+                                   "compression": entry.get("compression", "none"),
+                                   "tfds_loadable": entry.get("tfds_loadable", False)}
+    report["problems"] = problems
+    if verify and problems:
+        raise VerifyFailed(f"{out}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return report
+
+
+def format_inspect(report: dict[str, Any]) -> str:
+    lines = [f"{report['out']}: dataset {report['name']!r}, {len(report['class_names'])} classes"]
+    for split, s in report["splits"].items():
+        c = s["counts"]
+        lines.append(f"  split {split}: {s['records']} records in {s['shards']} shard(s); source {c['source']}, "
+                     f"skipped {c['skipped']}; mixed {s['mixed_fraction']:.1%}; compression {s['compression']}"
+                     f"{'' if s['tfds_loadable'] else ' (not TFDS-loadable)'}")
+        width = max((len(k) for k in s["label_histogram"]), default=0)
+        for cls, n in s["label_histogram"].items():
+            lines.append(f"    {cls:<{width}}  {n}")
+    for p in report["problems"]:
+        lines.append(f"  PROBLEM: {p}")
+    return "\n".join(lines)

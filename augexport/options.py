@@ -1,0 +1,159 @@
+"""Every option of an export, validated once, in one place, before any work starts.
+
+`ExportOptions` holds what `augexport export` (and `tta`) accept: source options, output format,
+execution (workers, device, runner) and the pipeline flags that build or override the pipeline.
+`check()` raises UsageError naming the flag and the accepted values; nothing else validates flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import codec
+from .errors import UsageError
+from .naming import valid_split
+from .sources import DEFAULT_MAX_FILE_BYTES
+from .sources.tfds import output_split_name
+
+FORMATS = ("tfrecord", "images", "both")
+ON_ERROR = ("skip", "fail")
+RUNNERS = ("local", "beam")
+DEVICES = ("auto", "cpu", "gpu")
+COMPRESSIONS = ("none", "gzip")
+DEFAULT_SHARD_BYTES = 256 << 20
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.I)
+_UNITS = {None: 1, "b": 1, "kb": 10**3, "kib": 2**10, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30}
+
+
+def parse_size(text: str | int, flag: str = "--shard-size") -> int:
+    """`256MiB`, `1GB`, `1048576` -> bytes (at least 1KiB)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        size = text
+    else:
+        m = _SIZE_RE.match(str(text))
+        size = int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower() or None]) if m else 0
+    if size < 1024:
+        raise UsageError(f"{flag} {text!r} is not accepted; accepted: a size of at least 1KiB, as a number "
+                         "with B, KB, KiB, MB, MiB, GB or GiB (e.g. 256MiB)")
+    return size
+
+
+def check_choice(flag: str, value: str, accepted: Sequence[str]) -> None:
+    if value not in accepted:
+        raise UsageError(f"{flag} {value!r} is not accepted; accepted: {', '.join(accepted)}")
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def is_tfds(source: str) -> bool:
+    return str(source).startswith("tfds:")
+
+
+@dataclass
+class ExportOptions:
+    """The options of one export; field names are the Python API's keyword arguments."""
+
+    # the pipeline: a file, a dict of overrides (Python API), and the CLI's pipeline flags
+    config: str | os.PathLike[str] | None = None
+    overrides: dict[str, Any] | None = None
+    seed: int | None = None
+    copies: int | None = None
+    include_original: bool | None = None
+    image_size: Any = None
+    label_smoothing: float | None = None
+    keras: dict[str, Any] = field(default_factory=dict)  # ImageDataGenerator flags (text or values)
+    mix_method: str | None = None
+    mix_alpha: float | None = None
+    mix_p: float | None = None
+    # the source
+    labels: str | None = None
+    split: str | None = None
+    name: str | None = None
+    data_dir: str | None = None
+    image_key: str | None = None
+    label_key: str | None = None
+    channels: int = 3
+    max_pixels: int | None = None  # None: codec.DEFAULT_MAX_PIXELS (PIL's bomb limit)
+    max_file_bytes: str | int = DEFAULT_MAX_FILE_BYTES
+    # the output
+    fmt: str = "tfrecord"
+    encoding: str = "jpeg"
+    quality: int = 95
+    num_shards: int | None = None
+    shard_size: str | int | None = None
+    compression: str = "none"
+    shuffle: bool = True
+    on_error: str = "skip"
+    overwrite: bool = False
+    resume: bool = False
+    # execution and reporting
+    workers: int | None = None
+    batch_size: int = 16
+    device: str = "auto"
+    runner: str = "local"
+    beam_options: Sequence[str] = ()
+    command: list[str] | None = None
+    progress: Callable[[int], Any] | None = None
+    on_start: Callable[[int], Any] | None = None
+
+    def check(self, source: str) -> None:
+        """Validate every flag (exit 2 naming it); resolves `workers` and `split`."""
+        check_choice("--format", self.fmt, FORMATS)
+        check_choice("--encoding", self.encoding, codec.ENCODINGS)
+        check_choice("--compression", self.compression, COMPRESSIONS)
+        check_choice("--on-error", self.on_error, ON_ERROR)
+        check_choice("--device", self.device, DEVICES)
+        check_choice("--runner", self.runner, RUNNERS)
+        if self.channels not in (1, 3):
+            raise UsageError(f"--channels {self.channels} is not accepted; accepted: 1, 3")
+        if not 1 <= self.quality <= 100:
+            raise UsageError(f"--quality {self.quality} is out of range; accepted: 1..100")
+        self._check_counts()
+        self.split = self.split or "train"
+        if not valid_split(self.base_split(source)):
+            raise UsageError(f"--split {self.split!r} is not a valid split name; accepted: letters, digits and _")
+        if self.runner == "beam" and self.device == "gpu":
+            raise UsageError("--device gpu is not available with --runner beam in this version (Beam workers mix in "
+                             "numpy); use --device cpu or auto")
+
+    def _check_counts(self) -> None:
+        if self.num_shards is not None and self.num_shards < 1:
+            raise UsageError(f"--num-shards {self.num_shards} is not accepted; accepted: an integer >= 1")
+        if self.num_shards is not None and self.shard_size is not None:
+            raise UsageError("--num-shards and --shard-size are exclusive; pass one of them")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size {self.batch_size} is not accepted; accepted: an integer >= 1")
+        self.workers = default_workers() if self.workers is None else self.workers
+        if self.workers < 1:
+            raise UsageError(f"--workers {self.workers} is not accepted; accepted: an integer >= 1")
+        self.max_pixels = codec.DEFAULT_MAX_PIXELS if self.max_pixels is None else self.max_pixels
+        if self.max_pixels < 1:
+            raise UsageError(f"--max-pixels {self.max_pixels} is not accepted; accepted: an integer >= 1")
+        self.shard_bytes  # noqa: B018 - validates --shard-size
+        self.max_file_bytes = parse_size(self.max_file_bytes, "--max-file-bytes")
+
+    @property
+    def shard_bytes(self) -> int:
+        return parse_size(self.shard_size) if self.shard_size is not None else DEFAULT_SHARD_BYTES
+
+    def base_split(self, source: str) -> str:
+        """The output split name: for tfds sources the base name of the split expression."""
+        split = self.split or "train"
+        return output_split_name(split) if is_tfds(source) else split
+
+    @property
+    def keeps_images(self) -> bool:
+        return self.fmt in ("images", "both")
+
+    @property
+    def writes_shards(self) -> bool:
+        return self.fmt != "images"

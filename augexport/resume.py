@@ -1,0 +1,260 @@
+"""What OUT already holds and what this run does with it: start fresh, add a split, replace one,
+or resume an interrupted run. The one room that owns resume.
+
+The journal `.augexport-progress-SPLIT.json` is written when a run starts and rewritten (fsync,
+rename) after every finished temporary shard. It holds the run's identity, the outputs an
+`--overwrite` replaces (deleted only when the run finalizes) and, per finished shard, what is
+needed to continue exactly where it stopped: the last planned record index, counters and errors.
+`--resume` keeps shards whose sha256 still matches and redoes the rest, so the final bytes equal
+those of an uninterrupted run. Journal and manifest are untrusted: every name in them must be
+one `naming` builds, every field must have its type, or the file is not used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UsageError
+from .manifest import read_manifest, split_files
+from .naming import (
+    IMAGES,
+    LOCK,
+    MANIFEST,
+    SPOOL_PREFIX,
+    TFDS_METADATA,
+    SplitNames,
+    is_plain_name,
+    is_temporary,
+    valid_split,
+)
+from .outdir import OutDir, UnsafePath
+from .sinks.images import images_owner
+from .sinks.tfrecord import ShardInfo
+
+MAX_JOURNAL_BYTES = 256 << 20
+
+
+def identity_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class ResumeState:
+    """Where an interrupted run stopped: verified finished shards and the counters after them."""
+
+    finished: list[ShardInfo] = field(default_factory=list)
+    last_planned: int = -1
+    counters: dict[str, Any] = field(default_factory=dict)
+    entries: list[dict[str, Any]] = field(default_factory=list)  # the journal entries of `finished`
+
+
+@dataclass
+class OutPlan:
+    """What this run does with OUT: the manifest it extends (None = a fresh one) and the outputs
+    it replaces (deleted only when it finalizes)."""
+
+    manifest: dict[str, Any] | None
+    replaces: list[str]
+
+
+class Journal:
+    """`extends`: the run adds its split to the manifest in OUT (False: it writes a new one);
+    `replaces`: the outputs it deletes when it finalizes."""
+
+    def __init__(self, outdir: OutDir, names: SplitNames, identity: dict[str, Any], plan: OutPlan,
+                 finished: list[dict[str, Any]] | None = None) -> None:
+        self.outdir, self.name = outdir, names.journal
+        self.identity = identity
+        self.plan = plan
+        self.shards: list[dict[str, Any]] = list(finished or [])
+
+    def save(self) -> None:
+        data = {"identity": self.identity, "extends": self.plan.manifest is not None,
+                "replaces": self.plan.replaces, "shards": self.shards}
+        self.outdir.write_atomic(self.name, json.dumps(data, sort_keys=True).encode())
+
+    def record(self, info: ShardInfo, last_planned: int, counters: dict[str, Any]) -> None:
+        self.shards.append({**info.to_json(), "last_planned": last_planned, "state": counters})
+        self.save()
+
+    def remove(self) -> None:
+        self.outdir.unlink(self.name)
+
+
+# -- reading a journal back --------------------------------------------------------------------
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _valid_counters(state: Any, num_classes: int) -> bool:
+    return (isinstance(state, dict) and _is_int(state.get("written")) and _is_int(state.get("mixed"))
+            and isinstance(state.get("label_counts"), list) and len(state["label_counts"]) == num_classes
+            and all(_is_int(n) for n in state["label_counts"])
+            and isinstance(state.get("errors"), list)
+            and all(isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e) for e in state["errors"]))
+
+
+def _valid_entry(entry: Any, names: SplitNames, num_classes: int) -> bool:
+    return (isinstance(entry, dict) and names.is_temp_shard(entry.get("file"))
+            and all(_is_int(entry.get(k)) for k in ("records", "bytes", "last_planned"))
+            and isinstance(entry.get("sha256"), str) and _valid_counters(entry.get("state"), num_classes))
+
+
+def is_output_name(name: Any) -> bool:
+    """A name an --overwrite may delete: a shard, errors file or image folder of some split, or TFDS metadata."""
+    if not isinstance(name, str):
+        return False
+    if name in TFDS_METADATA:
+        return True
+    head, _, rest = name.partition("/")
+    if head == IMAGES:
+        return valid_split(rest)
+    if name.startswith("errors-") and name.endswith(".jsonl"):
+        return valid_split(name[len("errors-"):-len(".jsonl")])
+    stem, sep, _ = name.partition(".tfrecord-")
+    dataset, dash, split = stem.rpartition("-")
+    return bool(sep and dash and is_plain_name(name)) and SplitNames(dataset, split).is_shard(name)
+
+
+def read_journal(outdir: OutDir, names: SplitNames, num_classes: int) -> dict[str, Any] | None:
+    """The journal's data when it is well-formed; None when absent, unreadable or malformed (the run
+    then starts over: nothing in it can be trusted)."""
+    try:
+        data = json.loads(outdir.read_bytes(names.journal, MAX_JOURNAL_BYTES))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not (isinstance(data, dict) and isinstance(data.get("identity"), dict) and isinstance(data.get("shards"), list)
+            and isinstance(data.get("replaces", []), list) and isinstance(data.get("extends", True), bool)):
+        return None
+    if not all(_valid_entry(e, names, num_classes) for e in data["shards"]):
+        return None
+    if not all(is_output_name(n) for n in data.get("replaces", [])):
+        return None
+    return data
+
+
+def _take_back_final(outdir: OutDir, names: SplitNames, temp: str) -> None:
+    """A run killed while finalizing may have renamed this shard already: take it back."""
+    prefix = names.final_of_temp(temp, 0).rsplit("-of-", 1)[0] + "-of-"
+    for entry in outdir.entries():
+        if entry.startswith(prefix) and names.is_shard(entry) and outdir.is_file(entry):
+            outdir.rename(entry, temp)
+            return
+
+
+def load_for_resume(outdir: OutDir, names: SplitNames, identity: dict[str, Any], data: dict[str, Any]) -> ResumeState:
+    """Finished shards that still verify, the last planned index they cover, and the saved counters
+    (`data`: the journal, from `read_journal`). A journal from another configuration or source is a
+    usage error that names what differs."""
+    old = data["identity"]
+    if old != identity:
+        changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        raise UsageError(f"--resume: OUT {outdir} holds an interrupted run of split {names.split!r} with a different "
+                         f"{', '.join(changed)}; rerun with the original arguments, or use --overwrite to start over")
+    state = ResumeState()
+    for entry in data["shards"]:
+        if not outdir.exists(entry["file"]):
+            _take_back_final(outdir, names, entry["file"])
+        try:
+            ok = outdir.is_file(entry["file"]) and outdir.sha256(entry["file"]) == entry["sha256"]
+        except (OSError, UnsafePath):
+            ok = False
+        if not ok:
+            break  # this one and everything after it is redone
+        state.finished.append(ShardInfo(entry["file"], entry["records"], entry["bytes"], entry["sha256"]))
+        state.entries.append(entry)
+        state.last_planned, state.counters = entry["last_planned"], entry["state"]
+    return state
+
+
+def resumed_plan(outdir: OutDir, data: dict[str, Any]) -> OutPlan:
+    """The OUT plan an interrupted run recorded in its journal (its manifest re-read from OUT)."""
+    return OutPlan(read_manifest(outdir) if data.get("extends", True) else None, list(data.get("replaces", [])))
+
+
+# -- OUT policy --------------------------------------------------------------------------------
+def leftovers(outdir: OutDir, names: SplitNames) -> list[str]:
+    """Temporary shards, image folder and journal of an interrupted run of this split."""
+    found = [e for e in outdir.entries() if e.startswith(names.temp_prefix)]
+    return found + [n for n in (names.journal, names.temp_images_dir) if outdir.exists(n)]
+
+
+def _foreign_entries(outdir: OutDir, ignore: tuple[str, ...]) -> list[str]:
+    """What OUT holds besides the lock, `ignore` (this run's spool) and augexport's own temporaries
+    (which count only when they are regular files: a planted link or folder under a temporary name
+    is someone else's)."""
+    out = []
+    for name in outdir.entries():
+        if name == LOCK or name in ignore:
+            continue
+        if name == IMAGES and outdir.is_dir(IMAGES) and not outdir.entries(IMAGES):
+            continue  # what a failed images run leaves once its temporary folder is gone
+        if is_temporary(name) and not name.startswith(SPOOL_PREFIX) and outdir.is_file(name):
+            continue
+        out.append(name)
+    return out
+
+
+def plan_out(outdir: OutDir, names: SplitNames, class_names: list[str], channels: int, encoding: str,
+             overwrite: bool, resume: bool, ignore: tuple[str, ...] = ()) -> OutPlan:
+    """Decide what to do with OUT (when no usable journal says it already); raise UsageError for
+    anything that would lose or mix data."""
+    manifest = read_manifest(outdir)
+    found = leftovers(outdir, names)
+    if found and not (resume or overwrite):
+        raise UsageError(f"OUT {outdir} holds an interrupted run of split {names.split!r}; rerun the same "
+                         "command with --resume to complete it, or pass --overwrite to start over")
+    for name in found:  # --overwrite, or --resume without a usable journal: nothing to keep
+        outdir.remove(name)
+    if manifest is None:
+        if _foreign_entries(outdir, ignore) and not overwrite:
+            raise UsageError(f"OUT {outdir} is not empty and has no {MANIFEST}; pass --overwrite to write into it anyway")
+        return OutPlan(None, [])
+    split = names.split
+    if split in manifest["splits"] and not overwrite:
+        raise UsageError(f"OUT {outdir} already has split {split!r}; pass --overwrite to replace it (or --split NAME for another)")
+    same = (manifest.get("class_names") == class_names and manifest.get("name") == names.dataset
+            and manifest.get("channels") == channels and manifest.get("encoding") == encoding)
+    if same:
+        return OutPlan(manifest, split_files(manifest, split) if split in manifest["splits"] else [])
+    if not overwrite:
+        raise UsageError(
+            f"OUT {outdir} holds dataset {manifest.get('name')!r} with classes {manifest.get('class_names')}, "
+            f"{manifest.get('channels')} channels, {manifest.get('encoding')}; this export has {names.dataset!r} "
+            f"with {class_names}, {channels} channels, {encoding}. Another split can be added only when these "
+            "match; pass --overwrite to replace the whole output")
+    everything = [f for s in manifest["splits"] for f in split_files(manifest, s)]
+    return OutPlan(None, everything + [m for m in TFDS_METADATA if outdir.exists(m)])
+
+
+def adopt_images(outdir: OutDir, names: SplitNames, key: str, resuming: bool, replaces: list[str]) -> list[str]:
+    """Image folder on resume: a run killed after renaming its finished folder (and before the
+    manifest) takes it back as its temporary folder; anything else left over is not this run's."""
+    final, temp = names.images_dir, names.temp_images_dir
+    outdir.require_dir_or_absent(final)
+    outdir.require_dir_or_absent(temp)
+    if resuming and not outdir.exists(temp) and outdir.is_dir(final) and images_owner(outdir, final) == key:
+        outdir.rename(final, temp)
+        return [p for p in replaces if p != final]
+    if not resuming and outdir.exists(temp):
+        outdir.remove(temp)
+    return replaces
+
+
+def retire(outdir: OutDir, manifest: dict[str, Any] | None, replaces: list[str], split: str) -> None:
+    """Delete what --overwrite replaces, first taking it out of the manifest, so that a run killed
+    in between never leaves a manifest that lists deleted files."""
+    if not replaces:
+        return
+    if manifest is None:
+        outdir.unlink(MANIFEST)
+    elif split in manifest["splits"]:
+        from .manifest import write_manifest  # only when a split is replaced
+
+        rest = {**manifest, "splits": {k: v for k, v in manifest["splits"].items() if k != split}}
+        write_manifest(outdir, rest)
+    for name in replaces:
+        outdir.remove(name)

@@ -1,0 +1,433 @@
+"""One export, as a run object: prepare -> resume state -> write (local | beam) -> finalize / abort.
+
+`ExportRun.execute()` is what `api.export` and `api.tta` call. Preparing validates every option
+and the pipeline (a dry run of every stage) before OUT is touched; then OUT is created and locked,
+the source listed, and the OUT plan decided (fresh, add a split, replace one, or resume from the
+journal). Writing streams records from the engine (or the Beam pipeline) into the sinks; finalizing
+retires what `--overwrite` replaces, renames the shards and image folder into place and writes the
+errors file, TFDS metadata and, last, the manifest. Any failure aborts: temporaries go, nothing is
+left under a final name, and an interrupt keeps the finished shards and journal for `--resume`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.util
+import json
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import __version__, codec
+from .device import BatchDevice, block_finisher
+from .device import resolve as resolve_device
+from .engine import Emitted, blocks_after, plan_export, run
+from .errors import ExportFailed, Interrupted, UsageError
+from .featurewise import featurewise_stats, needs_featurewise_stats
+from .manifest import FORMAT_VERSION, read_manifest, write_manifest
+from .naming import MANIFEST, SPOOL_PREFIX, SplitNames, colliding_ids, dataset_name, image_file
+from .options import ExportOptions, is_tfds
+from .outdir import OutDir
+from .pipeline import Pipeline, dry_run, flag_overrides, resolve_pipeline
+from .plan import CopyPlan, make_plan
+from .resume import (
+    Journal,
+    OutPlan,
+    ResumeState,
+    adopt_images,
+    identity_key,
+    load_for_resume,
+    plan_out,
+    read_journal,
+    resumed_plan,
+    retire,
+)
+from .sinks.images import ImageFolderWriter
+from .sinks.tfds_meta import write_metadata
+from .sinks.tfrecord import ShardInfo, ShardWriter, rename_final
+from .sources import SourceListing
+from .sources.open import open_source
+from .worker import Job
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    split: str
+    sources: int
+    written: int
+    skipped: int
+    seconds: float
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    batch_stages: str = ""  # where mixing ran: "numpy in workers", "TensorFlow on /GPU:0", "none"
+
+    @property
+    def images_per_s(self) -> float:
+        return self.sources / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"augexport: {self.sources} images in, {self.written} records out, {self.skipped} skipped, "
+                f"{self.seconds:.1f} s, {self.images_per_s:.1f} images/s -> {self.out} "
+                f"({self.split}: {len(self.shards)} shard{'s' if len(self.shards) != 1 else ''})"
+                + (f"; batch stages: {self.batch_stages}" if self.batch_stages else ""))
+
+
+@dataclass
+class Progress:
+    """What the run has written so far (saved in the journal after every shard)."""
+
+    written: int = 0
+    mixed: int = 0
+    label_counts: list[int] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def snapshot(self) -> dict[str, Any]:
+        # copies, not the live lists: each shard's state must stay what it was when it closed
+        return {"written": self.written, "mixed": self.mixed, "label_counts": list(self.label_counts),
+                "errors": [list(e) for e in self.errors]}
+
+
+class ExportRun:
+    """One export of SOURCE into OUT; `tta` ({"spec", "variants"}) makes it a TTA set."""
+
+    def __init__(self, source: str, out: str | Any, options: ExportOptions, tta: dict[str, Any] | None = None) -> None:
+        self.source = str(source)
+        self.out_arg = str(out)  # as given: Path() would turn gs://b/x into gs:/b/x
+        self.out = Path(out)
+        self.outdir = OutDir(self.out)
+        self.options = options
+        self.tta = tta
+        self.t0 = time.perf_counter()
+        self.listing: SourceListing | None = None
+
+    # -- prepare ------------------------------------------------------------------------------
+    def execute(self) -> ExportResult:
+        opts = self.options
+        opts.check(self.source)
+        if opts.runner == "beam":
+            _check_beam(opts, [self.source, self.out_arg])
+        self.pipeline: Pipeline = resolve_pipeline(opts.config, self._overrides())
+        dry_run(self.pipeline, opts.channels)
+        self.plan: CopyPlan = make_plan(self.pipeline, self.tta["variants"] if self.tta else ())
+        self.batch: BatchDevice = resolve_device("cpu" if opts.runner == "beam" else opts.device,
+                                                 self.pipeline.mix is not None)
+        self._check_source_and_out()
+        created = _make_dir(self.out)
+        try:
+            with self.outdir.lock():
+                return self._locked()
+        except BaseException:
+            if created and not [e for e in self.outdir.entries() if not e.startswith(SPOOL_PREFIX)]:
+                self.outdir.remove_root()
+            raise
+        finally:
+            if self.listing is not None:
+                self.listing.release()
+
+    def _overrides(self) -> dict[str, Any]:
+        o = self.options
+        flags = flag_overrides(o.config, seed=o.seed, copies=o.copies, include_original=o.include_original,
+                               image_size=o.image_size, label_smoothing=o.label_smoothing, keras=o.keras,
+                               mix_method=o.mix_method, mix_alpha=o.mix_alpha, mix_p=o.mix_p)
+        return {**(o.overrides or {}), **{k: v for k, v in flags.items() if v is not None}}
+
+    def _check_source_and_out(self) -> None:
+        if is_tfds(self.source):
+            return
+        src, dst = Path(self.source).resolve(), self.out.resolve()
+        if dst == src or src in dst.parents:
+            raise UsageError(f"OUT {self.out} is inside SOURCE {self.source}; SOURCE is read-only: choose another OUT")
+
+    def _locked(self) -> ExportResult:
+        opts = self.options
+        self.listing = open_source(self.source, labels=opts.labels, name=opts.name, split=opts.split,
+                                   data_dir=opts.data_dir, image_key=opts.image_key, label_key=opts.label_key,
+                                   spool_dir=self.out if is_tfds(self.source) else None)
+        self.names = SplitNames(dataset_name(opts.name or self.listing.name), opts.base_split(self.source))
+        for stale in self.outdir.entries():
+            if stale.startswith(SPOOL_PREFIX) and stale != self.listing.spool_name:
+                self.outdir.remove(stale)  # left by a killed run
+        self.identity = self._identity()
+        journal = read_journal(self.outdir, self.names, len(self.listing.class_names)) if opts.resume else None
+        if journal is None:
+            done = self._already_done()
+            if done is not None:
+                return done
+            state, plan = ResumeState(), plan_out(
+                self.outdir, self.names, self.listing.class_names, opts.channels, opts.encoding, opts.overwrite,
+                opts.resume, ignore=(self.listing.spool_name,) if self.listing.spool_name else ())
+        else:
+            state = load_for_resume(self.outdir, self.names, self.identity, journal)
+            plan = resumed_plan(self.outdir, journal)
+        return self._write(state, plan, resuming=journal is not None)
+
+    def _identity(self) -> dict[str, Any]:
+        o, listing = self.options, self.listing
+        assert listing is not None
+        identity = {"pipeline": self.pipeline.to_spec(), "source": listing.location, "fingerprint": listing.fingerprint,
+                    "name": self.names.dataset, "split": o.split, "format": o.fmt, "encoding": o.encoding,
+                    "quality": o.quality, "channels": o.channels, "num_shards": o.num_shards,
+                    "shard_bytes": None if o.num_shards else o.shard_bytes, "compression": o.compression,
+                    "shuffle": o.shuffle, "max_pixels": o.max_pixels, "max_file_bytes": o.max_file_bytes}
+        if self.tta is not None:
+            identity["tta"] = self.tta
+        return identity
+
+    def _already_done(self) -> ExportResult | None:
+        """`--resume` of a split that finished: nothing to do (the same arguments are required)."""
+        manifest = read_manifest(self.outdir) if self.options.resume else None
+        done = (manifest or {}).get("splits", {}).get(self.names.split)
+        if done is None:
+            return None
+        if done.get("identity") != identity_key(self.identity):
+            raise UsageError(f"--resume: split {self.names.split!r} in {self.out} was written with other arguments or "
+                             "another source; use --overwrite to replace it")
+        c = done["counts"]
+        return ExportResult(self.out, self.names.split, c["source"], c["written"], c["skipped"], 0.0, done["shards"],
+                            done.get("timings", {}).get("batch_stages", ""))
+
+    # -- write ----------------------------------------------------------------------------------
+    def _write(self, state: ResumeState, plan: OutPlan, resuming: bool) -> ExportResult:
+        opts, listing = self.options, self.listing
+        assert listing is not None
+        self.out_plan = plan
+        if opts.keeps_images:
+            plan.replaces = adopt_images(self.outdir, self.names, identity_key(self.identity), resuming, plan.replaces)
+        self.journal = Journal(self.outdir, self.names, self.identity, plan, finished=state.entries)
+        if opts.runner == "local":  # Beam runs are not resumable: a failed one removes its own temporaries
+            self.journal.save()
+        assert isinstance(opts.max_file_bytes, int)
+        self.job = Job(self.pipeline.to_spec(), len(listing.class_names), opts.channels, opts.encoding, opts.quality,
+                       opts.max_pixels, opts.max_file_bytes, keep_image=opts.keeps_images,
+                       variants=tuple(self.tta["variants"]) if self.tta else ())
+        c = state.counters
+        self.progress = Progress(c.get("written", 0), c.get("mixed", 0),
+                                 list(c.get("label_counts") or [0] * len(listing.class_names)),
+                                 [tuple(e) for e in c.get("errors", [])] or list(listing.problems))
+        decoder = codec.Decoder(opts.channels, self.pipeline.image_size, opts.max_pixels)
+        self.stats = (featurewise_stats(listing.items, self.pipeline, decoder)
+                      if needs_featurewise_stats(self.pipeline) else None)
+        if self.progress.errors and opts.on_error == "fail":
+            first = self.progress.errors[0]
+            if opts.runner == "local":
+                self.journal.remove()
+            raise ExportFailed(f"{first[0]}: {first[1]} (--on-error fail)")
+        if opts.runner == "beam":
+            return self._write_beam()
+        return self._write_local(state)
+
+    def _write_local(self, state: ResumeState) -> ExportResult:
+        opts, listing = self.options, self.listing
+        assert listing is not None
+        writer = ShardWriter(self.outdir, self.names, planned_total=self.plan.total([it.label for it in listing.items]),
+                             num_shards=opts.num_shards, shard_bytes=opts.shard_bytes, compression=opts.compression,
+                             finished=state.finished,
+                             on_shard_closed=lambda info, last: self.journal.record(info, last, self.progress.snapshot())
+                             ) if opts.writes_shards else None
+        images = ImageFolderWriter(self.outdir, self.names, identity_key(self.identity)) if opts.keeps_images else None
+        blocks = list(blocks_after(plan_export(listing.items, self.plan, self.pipeline.mix, opts.shuffle),
+                                   state.last_planned if state.finished else -1))
+        if opts.on_start:
+            opts.on_start(sum(len(b.units) for b in blocks))
+        mixer = block_finisher(self.job, self.batch)
+        try:
+            self._stream(blocks, mixer, writer, images, state.last_planned if state.finished else -1)
+        except OSError as exc:
+            self._abort(writer, images)
+            raise ExportFailed(f"write error in {self.out}: {exc.strerror or exc}; nothing was finalized") from None
+        except (KeyboardInterrupt, Interrupted):
+            if writer is not None:
+                writer.abort(keep_finished=True)  # finished shards + journal stay for --resume
+            raise
+        except BaseException:
+            self._abort(writer, images)
+            raise
+        timings: dict[str, Any] = {"device": opts.device, "batch_stages": self.batch.describe()}
+        if mixer is not None:
+            timings["batch_stage_seconds"] = round(mixer.seconds, 3)
+        shards = writer.close() if writer is not None else []
+        return self._finalize(shards, timings, images)
+
+    def _stream(self, blocks: list[Any], mixer: Any, writer: ShardWriter | None, images: ImageFolderWriter | None,
+                last_written: int) -> None:
+        """Engine records -> sinks, in final order; failed sources go to the errors list."""
+        opts, listing, progress = self.options, self.listing, self.progress
+        assert listing is not None
+        seen = {sid for sid, _ in progress.errors}
+        collisions = colliding_ids((listing.class_names[it.label], it.source_id) for it in listing.items) \
+            if images else set()
+        ext = codec.EXTENSIONS[opts.encoding]
+        assert opts.workers is not None
+        for rec in run(blocks, replace(self.job, defer_mix=mixer is not None), workers=opts.workers,
+                       batch_size=opts.batch_size, on_progress=opts.progress, finish_block=mixer):
+            if not isinstance(rec, Emitted):
+                if rec.source_id not in seen:
+                    seen.add(rec.source_id)
+                    progress.errors.append((rec.source_id, rec.error or "unknown error"))
+                if opts.on_error == "fail":
+                    raise ExportFailed(f"{rec.source_id}: {rec.error} (--on-error fail; nothing was finalized)")
+                continue
+            if rec.planned_index <= last_written:
+                continue  # already in a kept shard
+            if writer is not None:
+                writer.write(rec.planned_index, rec.framed)
+            if images is not None and rec.image is not None:
+                class_name = listing.class_names[rec.label]
+                images.write(image_file(self.names, class_name, rec.source_id, rec.copy, ext, collisions), rec.image)
+            progress.written += 1
+            progress.mixed += rec.mixed
+            progress.label_counts[rec.label] += 1
+
+    def _write_beam(self) -> ExportResult:
+        from .beam import run_export  # Apache Beam only for --runner beam
+
+        opts, listing = self.options, self.listing
+        assert listing is not None
+        got = run_export(listing, self.plan, self.pipeline.mix, self.job, outdir=self.outdir, names=self.names,
+                         shuffle=opts.shuffle, num_shards=opts.num_shards, shard_bytes=opts.shard_bytes,
+                         compression=opts.compression, on_error=opts.on_error,
+                         beam_options=list(opts.beam_options or []))
+        seen = {sid for sid, _ in self.progress.errors}
+        self.progress.errors += [e for e in got.errors if e[0] not in seen]
+        self.progress.written, self.progress.mixed, self.progress.label_counts = got.written, got.mixed, got.label_counts
+        timings = {"runner": "beam", "device": opts.device, "batch_stages": self.batch.describe()}
+        return self._finalize(got.shards, timings, None)
+
+    # -- finalize / abort ---------------------------------------------------------------------------
+    def _finalize(self, closed: list[ShardInfo], timings: dict[str, Any],
+                  images: ImageFolderWriter | None) -> ExportResult:
+        """Retire what --overwrite replaces, move shards and images into place, then errors file,
+        TFDS metadata and the manifest (last). A write error here puts the shards back under their
+        temporary names, so nothing looks finished and `--resume` completes the run."""
+        plan = self.out_plan
+        try:
+            retire(self.outdir, plan.manifest, plan.replaces, self.names.split)
+            shards = rename_final(self.outdir, self.names, closed)
+            if images is not None:
+                images.finalize()
+            seconds = time.perf_counter() - self.t0
+            self._write_metadata(shards, seconds, timings)
+        except OSError as exc:
+            self._unfinalize(closed, images)
+            raise ExportFailed(f"write error while finalizing {self.out}: {exc.strerror or exc}; nothing was "
+                               "finalized (finished shards were kept: rerun with --resume once the problem is "
+                               "fixed)") from None
+        self.journal.remove()  # only now: a run killed while finalizing stays resumable
+        self.outdir.fsync()
+        listing = self.listing
+        assert listing is not None
+        p = self.progress
+        return ExportResult(self.out, self.names.split, len(listing.items), p.written, len(p.errors), seconds,
+                            [s.to_json() for s in shards], timings.get("batch_stages", ""))
+
+    def _write_metadata(self, shards: list[ShardInfo], seconds: float, timings: dict[str, Any]) -> None:
+        p = self.progress
+        errors = "".join(json.dumps({"source_id": s, "error": e}, ensure_ascii=False) + "\n" for s, e in p.errors)
+        self.outdir.write_atomic(self.names.errors_file, errors.encode("utf-8", "surrogateescape"))
+        base = self._manifest_entry(shards, seconds, timings)
+        _write_tfds_metadata(self.outdir, base)
+        write_manifest(self.outdir, base)
+
+    def _manifest_entry(self, shards: list[ShardInfo], seconds: float, timings: dict[str, Any]) -> dict[str, Any]:
+        """The manifest this run leaves: the one it extends (or a new one) with its split's entry."""
+        o, listing, p = self.options, self.listing, self.progress
+        assert listing is not None and o.workers is not None
+        entry = {
+            "command": o.command or [],
+            "pipeline": self.pipeline.to_spec(),
+            "seed": self.pipeline.seed,
+            "source": {"kind": listing.kind, "location": listing.location, "fingerprint": listing.fingerprint,
+                       "split": o.split if is_tfds(self.source) else None},
+            "format": o.fmt, "encoding": o.encoding, "quality": o.quality, "compression": o.compression,
+            "shuffle": o.shuffle, "tfds_loadable": o.writes_shards and o.compression == "none",
+            "identity": identity_key(self.identity),
+            "shards": [s.to_json() for s in shards],
+            "counts": {"source": len(listing.items), "written": p.written, "skipped": len(p.errors), "mixed": p.mixed},
+            "label_counts": p.label_counts,
+            "errors_file": self.names.errors_file,
+            **({"tta": self.tta} if self.tta is not None else {}),
+            **({"featurewise_stats": self.stats} if self.stats is not None else {}),
+            "timings": {"seconds": round(seconds, 3),
+                        "images_per_s": round(len(listing.items) / seconds, 2) if seconds else None,
+                        "workers": o.workers, "batch_size": o.batch_size, **timings},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        base = self.out_plan.manifest or {"version": FORMAT_VERSION, "name": self.names.dataset,
+                                          "class_names": listing.class_names, "channels": o.channels,
+                                          "encoding": o.encoding, "splits": {}}
+        base = {**base, "splits": dict(base["splits"])}
+        base.update({"augexport_version": __version__, "command": entry["command"], "pipeline": entry["pipeline"],
+                     "seed": self.pipeline.seed, "source": entry["source"]})
+        base["splits"][self.names.split] = entry
+        return base
+
+    def _unfinalize(self, closed: list[ShardInfo], images: ImageFolderWriter | None) -> None:
+        """Best effort after a failed finalize: final names back to temporary ones, no manifest."""
+        total = len(closed)
+        for i, info in enumerate(closed):
+            final = self.names.shard(i, total)
+            try:
+                if self.outdir.exists(final) and not self.outdir.exists(info.file):
+                    self.outdir.rename(final, info.file)
+            except OSError:
+                pass
+        try:
+            if images is not None and self.outdir.is_dir(self.names.images_dir) \
+                    and not self.outdir.exists(self.names.temp_images_dir):
+                self.outdir.rename(self.names.images_dir, self.names.temp_images_dir)
+            self.outdir.unlink(MANIFEST) if self.out_plan.manifest is None else None
+        except OSError:
+            pass
+
+    def _abort(self, writer: ShardWriter | None, images: ImageFolderWriter | None) -> None:
+        """A failed run removes its temporaries and journal; errors here (a full disk) are not the user's."""
+        for step in (lambda: writer.abort() if writer is not None else None,
+                     lambda: images.abort() if images is not None else None,
+                     self.journal.remove):
+            try:
+                step()
+            except OSError:
+                pass
+
+
+def _write_tfds_metadata(outdir: OutDir, manifest: dict[str, Any]) -> None:
+    loadable = {s: {"shard_lengths": [sh["records"] for sh in e["shards"]], "num_bytes": sum(sh["bytes"] for sh in e["shards"])}
+                for s, e in manifest["splits"].items() if e.get("tfds_loadable")}
+    if not loadable:
+        return
+    write_metadata(outdir, manifest["name"], f"Augmented by augexport {__version__}; see {MANIFEST}.",
+                   manifest["class_names"], manifest["channels"], manifest["encoding"], loadable)
+
+
+def _make_dir(out: Path) -> bool:
+    """Create OUT (and its parents) when missing; True when this run created it. Every reason it
+    cannot be used is a usage error before any work."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"OUT {out} exists and is not a directory")
+    if out.is_dir():
+        return False
+    try:
+        out.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(f"OUT {out} cannot be created: {exc.strerror or exc}") from None
+    return True
+
+
+def _check_beam(opts: ExportOptions, paths: list[str]) -> None:
+    """--runner beam: what this version supports, checked before OUT is touched."""
+    for path in paths:
+        if re.match(r"^[a-z][a-z0-9+.-]*://", path):
+            raise UsageError(f"{path}: URLs are not supported in this version; SOURCE and OUT must be paths every "
+                             "Beam worker sees (local disk or a shared mount); see docs/beam.md")
+    if importlib.util.find_spec("apache_beam") is None:
+        raise UsageError("--runner beam needs Apache Beam, which is not installed: pip install 'augexport[beam]'")
+    if opts.fmt != "tfrecord":
+        raise UsageError(f"--format {opts.fmt} is not available with --runner beam in this version; accepted: tfrecord")
+    if opts.resume:
+        raise UsageError("--resume is not available with --runner beam (a failed Beam run leaves nothing to resume); "
+                         "rerun without it, adding --overwrite if OUT holds a partial run")
+    from .beam import make_options, pipeline_flags  # imports apache_beam
+
+    make_options(pipeline_flags(list(opts.beam_options or [])))

@@ -1,0 +1,26 @@
+"""SOURCE -> a listing: a folder of class sub-folders, a flat folder with `--labels`, or `tfds:NAME`."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import UsageError
+from . import SourceListing
+from .folder import list_folder
+
+
+def open_source(source: str, *, labels: str | None = None, name: str | None = None, split: str | None = None,
+                data_dir: str | None = None, image_key: str | None = None, label_key: str | None = None,
+                spool_dir: str | os.PathLike[str] | None = None) -> SourceListing:
+    """List SOURCE. tfds: sources spill their encoded images into `spool_dir` (export passes OUT, so
+    nothing is written outside it; `SourceListing.release()` removes the spill)."""
+    if str(source).startswith("tfds:"):
+        from .tfds import list_tfds  # tfds/TF only for tfds sources
+
+        if labels:
+            raise UsageError("--labels applies to folder sources only; a tfds: source has its own labels")
+        return list_tfds(str(source)[5:], split=split, data_dir=data_dir, name=name, image_key=image_key,
+                         label_key=label_key, spool_dir=spool_dir)
+    if image_key or label_key:
+        raise UsageError("--image-key/--label-key apply to tfds: sources only")
+    return list_folder(source, labels=labels, name=name)

@@ -1,0 +1,175 @@
+"""The resume room: journal snapshots, untrusted journals, images-only runs, kills while
+finalizing and during --overwrite, all resumed to the bytes of an uninterrupted run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from augexport import api, resume, run
+from augexport.cli import main
+from augexport.outdir import OutDir
+from tests.conftest import make_class_folder
+
+KW: dict[str, Any] = dict(workers=1, fmt="both", shard_size="4KiB", overrides={"copies": 2, "stages": [{"cutout": {}}]})
+
+
+def _all_files(out: Path) -> dict[str, str]:
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file() and p.name != "augexport.json"}
+
+
+def _interrupt_once(monkeypatch: pytest.MonkeyPatch, owner: Any, target: str) -> None:
+    """Make `owner.<target>` raise KeyboardInterrupt once, like a Ctrl-C at that moment."""
+    real = getattr(owner, target)
+    calls = {"n": 0}
+
+    def boom(*a: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(owner, target, boom)
+
+
+def test_journal_states_are_snapshots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 30, "b": 30})
+    saved: list[dict] = []
+    real_remove = resume.Journal.remove
+
+    def keep(self: resume.Journal) -> None:  # read the journal just before it is removed
+        saved.extend(json.loads(self.outdir.read_bytes(self.name))["shards"])
+        real_remove(self)
+
+    monkeypatch.setattr(resume.Journal, "remove", keep)
+    api.export(str(src), tmp_path / "out", workers=1, shard_size="4KiB", overrides={"copies": 1, "stages": [{"cutout": {}}]})
+    written = [s["state"]["written"] for s in saved]
+    totals = [sum(s["state"]["label_counts"]) for s in saved]
+    assert len(saved) > 3 and written == sorted(written) and totals == written
+
+
+def test_images_only_run_is_resumable(tmp_path: Path) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 3})
+    out = tmp_path / "out"
+    (out / "images" / ".tmp-train").mkdir(parents=True)  # what an interrupted --format images run leaves
+    (out / "images" / ".tmp-train" / "partial.jpg").write_bytes(b"x")
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--format", "images", "--workers", "1"])
+    assert res.exit_code == 2 and "--resume" in res.output
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--format", "images", "--workers", "1", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert len(list((out / "images" / "train" / "a").iterdir())) == 3
+
+
+@pytest.mark.parametrize("owner,target", [(run, "write_manifest"), (run, "_write_tfds_metadata"),
+                                          (OutDir, "write_atomic"), (run, "rename_final")])
+def test_killed_while_finalizing_format_both_resumes_to_the_clean_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: Any, target: str) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 5, "b": 4})
+    api.export(str(src), tmp_path / "clean", **KW)
+    out = tmp_path / "out"
+    _interrupt_once(monkeypatch, owner, target)
+    with pytest.raises(KeyboardInterrupt):
+        api.export(str(src), out, **KW)
+    api.export(str(src), out, resume=True, **KW)
+    assert _all_files(out) == _all_files(tmp_path / "clean")
+    assert CliRunner().invoke(main, ["inspect", str(out), "--verify"]).exit_code == 0
+
+
+def test_interrupted_overwrite_resumes_and_replaces_the_old_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 5, "b": 4})
+    new = {**KW, "overrides": {**KW["overrides"], "seed": 5}}
+    api.export(str(src), tmp_path / "clean", **new)
+    out = tmp_path / "out"
+    api.export(str(src), out, **KW)  # the old split
+    _interrupt_once(monkeypatch, run, "rename_final")  # after the old split was retired, before the renames
+    with pytest.raises(KeyboardInterrupt):
+        api.export(str(src), out, overwrite=True, **new)
+    # the manifest no longer lists the deleted split; nothing it lists is missing
+    assert CliRunner().invoke(main, ["inspect", str(out), "--verify"]).exit_code == 0
+    api.export(str(src), out, resume=True, **new)  # no --overwrite needed to finish it
+    assert _all_files(out) == _all_files(tmp_path / "clean")
+    assert CliRunner().invoke(main, ["inspect", str(out), "--verify"]).exit_code == 0
+
+
+def test_kill_during_overwrite_never_leaves_a_manifest_listing_deleted_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 4})
+    out = tmp_path / "out"
+    api.export(str(src), out, **KW)
+    api.export(str(src), out, split="test", **KW)
+    real_remove = OutDir.remove
+    calls = {"n": 0}
+
+    def remove_then_die(self: OutDir, name: str) -> None:  # killed after the first old file went
+        real_remove(self, name)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(OutDir, "remove", remove_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        api.export(str(src), out, overwrite=True, **{**KW, "overrides": {**KW["overrides"], "seed": 2}})
+    monkeypatch.setattr(OutDir, "remove", real_remove)
+    m = json.loads((out / "augexport.json").read_text())
+    assert set(m["splits"]) == {"test"}  # the replaced split left the manifest before its files went
+    assert api.inspect(out, verify=True)["problems"] == []
+
+
+def test_resuming_an_images_run_with_other_arguments_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 5})
+    out = tmp_path / "out"
+    _interrupt_once(monkeypatch, run, "retire")
+    with pytest.raises(KeyboardInterrupt):
+        api.export(str(src), out, workers=1, fmt="images", overrides={"copies": 3, "stages": [{"cutout": {}}]})
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--format", "images", "--copies", "1",
+                                    "--resume", "--workers", "1"])
+    assert res.exit_code == 2 and "different" in res.output and "pipeline" in res.output
+
+
+def _interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    src = make_class_folder(tmp_path / "src", {"a": 6, "b": 6})
+    out = tmp_path / "out"
+    _interrupt_once(monkeypatch, run, "retire")
+    with pytest.raises(KeyboardInterrupt):
+        api.export(str(src), out, **KW)
+    return src, out
+
+
+@pytest.mark.parametrize("damage", [
+    lambda j: {**j, "shards": [{**s, "records": "many"} for s in j["shards"]]},
+    lambda j: {**j, "shards": [{**s, "state": {"written": []}} for s in j["shards"]]},
+    lambda j: {**j, "identity": ["not", "a", "mapping"]},
+    lambda j: [j],
+])
+def test_journal_with_wrong_types_starts_over_and_still_gives_the_clean_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: Any) -> None:
+    src, out = _interrupted_run(tmp_path, monkeypatch)
+    journal = out / ".augexport-progress-train.json"
+    journal.write_text(json.dumps(damage(json.loads(journal.read_text()))))
+    api.export(str(src), out, resume=True, **KW)
+    api.export(str(src), tmp_path / "clean", **KW)
+    assert _all_files(out) == _all_files(tmp_path / "clean")
+
+
+def test_journal_naming_files_outside_out_is_not_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src, out = _interrupted_run(tmp_path, monkeypatch)
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "precious.bin").write_bytes(b"keep me")
+    digest = hashlib.sha256(b"keep me").hexdigest()
+    journal = out / ".augexport-progress-train.json"
+    data = json.loads(journal.read_text())
+    data["shards"][0]["file"] = "../sentinel/precious.bin"
+    data["shards"][0]["sha256"] = digest
+    data["replaces"] = ["../sentinel/precious.bin", "/etc/hostname"]
+    journal.write_text(json.dumps(data))
+    api.export(str(src), out, resume=True, **KW)
+    assert (sentinel / "precious.bin").read_bytes() == b"keep me" and len(list(sentinel.iterdir())) == 1
+    api.export(str(src), tmp_path / "clean", **KW)
+    assert _all_files(out) == _all_files(tmp_path / "clean")

@@ -1,0 +1,53 @@
+"""Usage errors: exit 2 before any work, naming the flag or key and what is accepted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from augexport.cli import main
+from tests.conftest import make_class_folder
+
+
+def test_invalid_manifest_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "augexport.json").write_text(json.dumps({"splits": {"train": {}}}))
+    res = CliRunner().invoke(main, ["inspect", str(tmp_path)])
+    assert res.exit_code == 2 and "not a valid augexport manifest" in res.output
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--shard-size", "0.5"], "at least 1KiB"),
+    (["--label-smoothing", "nan"], "finite number"),
+    (["--mix", "cutmix", "--mix-alpha", "inf"], "finite number"),
+    (["--max-pixels", "0"], "--max-pixels 0 is not accepted"),
+])
+def test_bad_flag_values_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 2})
+    res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--workers", "1", *args])
+    assert res.exit_code == 2 and needle in res.output
+    assert not (tmp_path / "out" / "augexport.json").exists()
+
+
+def test_stage_that_cannot_work_with_the_channels_is_exit_2_before_work(tmp_path: Path) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 2})
+    cfg = tmp_path / "p.json"
+    cfg.write_text(json.dumps({"stages": [{"imgaug": [{"AddToHueAndSaturation": {"value": [-10, 10]}}]}]}))
+    res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--config", str(cfg), "--channels", "1"])
+    assert res.exit_code == 2 and "stages[0].imgaug" in res.output and "1 channel" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_imgaug_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib.util
+
+    from augexport import imgaug_compat
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "imgaug" else real(name, *a))
+    monkeypatch.setattr(imgaug_compat, "_PATCHED", False)
+    with pytest.raises(Exception) as info:
+        imgaug_compat.import_imgaug()
+    assert "requirements/imgaug.txt" in str(info.value) and getattr(info.value, "exit_code", None) == 2
