@@ -8,3 +8,5 @@ from . import gridmask  # noqa: F401
 from . import imgaug_stage  # noqa: F401
 from . import keras  # noqa: F401
 from . import tf_image  # noqa: F401
+from . import randaugment  # noqa: F401
+from . import augmix  # noqa: F401
