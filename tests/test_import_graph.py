@@ -44,7 +44,9 @@ def import_graph() -> dict[str, set[str]]:
                 if node.level:
                     anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join([*anchor, base] if base else anchor)
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                # `from pkg import mod` imports the submodule; `from mod import name` the module
+                subs = [f"{base}.{a.name}" for a in node.names]
+                targets = subs if all(t in modules for t in subs) else [base, *subs]
             for target in targets:
                 if target in modules and target != name:
                     graph[name].add(target)

@@ -15,11 +15,14 @@ from tests.conftest import smooth_image
 
 # a non-trivial spec per stage (a stage whose defaults do nothing would prove little)
 SPECS = {
+    "augmix": {"value_range": [0, 255], "severity": 0.5, "num_chains": 3, "chain_depth": [1, 3], "alpha": 1.0},
     "cutout": {"size": 0.3, "count": 2},
     "gridmask": {"ratio_factor": [0.3, 0.6], "rotation_factor": 0.2},
     "imgaug": [{"Affine": {"rotate": [-20, 20]}}, {"GaussianBlur": {"sigma": [0.0, 1.0]}}, {"Fliplr": {"p": 0.5}}],
     "keras": {"rotation_range": 20, "width_shift_range": 0.1, "zoom_range": 0.2, "horizontal_flip": True,
               "brightness_range": [0.8, 1.2], "channel_shift_range": 10.0},
+    "randaugment": {"value_range": [0, 255], "augmentations_per_image": 3, "magnitude": 0.4,
+                    "magnitude_stddev": 0.2, "rate": 0.8},
     "tf_image": [{"random_brightness": {"max_delta": 0.2}}, {"random_hue": {"max_delta": 0.05}},
                  {"random_crop": {"size": 0.8}}],
     # the TTA variant stages are deterministic: every "seed" gives the same, changed, image

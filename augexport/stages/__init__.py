@@ -8,6 +8,8 @@ from . import gridmask  # noqa: F401
 from . import imgaug_stage  # noqa: F401
 from . import keras  # noqa: F401
 from . import tf_image  # noqa: F401
+from . import randaugment  # noqa: F401
+from . import augmix  # noqa: F401
 from . import tta  # noqa: F401
 
 from ..errors import ConfigError
