@@ -19,7 +19,7 @@ from .pipeline import Pipeline, resolve_pipeline
 from .run import ExportResult, ExportRun
 from .sources.open import open_source
 
-__all__ = ["ExportResult", "Pipeline", "UsageError", "dataset_name", "export", "format_inspect", "format_ops", "inspect",
+__all__ = ["ExportResult", "Pipeline", "UsageError", "compare", "dataset_name", "export", "format_inspect", "format_ops", "inspect",
            "open_source", "parse_size", "preview", "resolve_pipeline", "tta", "tta_merge"]
 
 
@@ -48,6 +48,14 @@ def format_ops() -> str:
     from .ops import format_ops as _format
 
     return _format()
+
+
+def compare(source: str | None, out: str | os.PathLike[str], **kw: Any) -> Any:
+    """Export SOURCE with each pipeline and train one small Keras CNN per pipeline on a
+    source-disjoint split (see `augexport.compare.run_compare`); imports TensorFlow."""
+    from .compare import run_compare
+
+    return run_compare(source, out, **kw)
 
 
 def preview(source: str, out_png: str | os.PathLike[str], **kw: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .errors import AugexportError, Interrupted
+from .errors import AugexportError, Interrupted, UsageError
 
 # Shared option groups (decorators), sqlite-utils style.
 
@@ -295,6 +295,49 @@ def preview(source: str, out_png: str, **kw: Any) -> None:
         result = api.preview(source, out_png, **kw)
     except AugexportError as exc:
         _fail(exc)
+    click.echo(result.summary())
+
+
+# -- augexport compare ------------------------------------------------------------------------
+@main.command()
+@click.argument("paths", nargs=-1, metavar="[SOURCE] OUT")
+@click.option("--pipeline", "pipelines", multiple=True, metavar="[NAME=]FILE",
+              help="A variant's pipeline file, named by its stem or NAME (repeat, two or more); none given: "
+                   "none, keras-basic, keras+cutmix, keras+mixup.")
+@click.option("--epochs", type=int, default=20, show_default=True, help="Training epochs per run.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Training runs per variant (seeds SEED, SEED+1, ...).")
+@click.option("--copies", type=int, help="Augmented copies per training image, for every variant that augments "
+                                         "(default: the pipeline's; 4 in the built-in set).")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Source images held out for validation (seeded hash of source_id; never augmented).")
+@click.option("--train-per-class", type=int, help="At most N training images per class (default: all; 20 for sklearn:digits).")
+@click.option("--image-size", help="Resize every split to 224 or HxW like 224x160.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the exports and the first run.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Training batch size.")
+@click.option("--filters", type=int, default=16, show_default=True, help="CNN width (first conv layer; 2x, 4x after).")
+@click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--split", help="TFDS split expression (tfds: sources), e.g. 'train[:20%]'.")
+@click.option("--data-dir", help="TFDS data directory (tfds: sources).")
+@click.option("--workers", type=int, help="Export worker processes (default: all cores).")
+@click.option("--overwrite", is_flag=True, help="Replace a previous compare run in OUT.")
+@click.option("--quiet", is_flag=True, help="No progress bars or step lines.")
+def compare(paths: tuple[str, ...], quiet: bool, **kw: Any) -> None:
+    """Export SOURCE (class folders, tfds:NAME, or sklearn:digits when omitted) with each pipeline, train one
+    small Keras CNN per pipeline on a source-disjoint split, and write OUT/compare.png, .json and .md."""
+    from . import api
+
+    progress = not quiet and sys.stderr.isatty()
+    try:
+        if len(paths) not in (1, 2):
+            raise UsageError(f"compare takes [SOURCE] OUT; got {len(paths)} argument(s)")
+        result = api.compare(paths[0] if len(paths) == 2 else None, paths[-1], progress=progress,
+                             command=["augexport", *sys.argv[1:]],
+                             log=(lambda msg: click.echo(msg, err=True)) if progress else None, **kw)
+    except AugexportError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("Interrupted: OUT holds a partial comparison; rerun with --overwrite.", err=True)
+        sys.exit(130)
     click.echo(result.summary())
 
 

@@ -18,8 +18,9 @@ LEVELS = {
     "worker": 5,
     "engine": 6, "device": 6,
     "beam": 7, "run": 7, "inspection": 7, "preview": 7,
-    "tta": 8, "tta_merge": 8, "ops": 8, "api": 8,
-    "cli": 9,
+    "tta": 8, "tta_merge": 8, "ops": 8, "compare": 8,
+    "api": 9,
+    "cli": 10,
 }
 
 

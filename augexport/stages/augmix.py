@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
+import augexport.stages.kerascv_ops as ops  # the module, not `from . import`: no edge back to the package
+
 from ..errors import ConfigError
 from ..registry import Stage, register
 from ..spec import Param, number, one_of, pair, validate_mapping
-from . import kerascv_ops as ops
 from .randaugment import SEED_NOTE, VALUE_RANGE, reject_keys
 
 F32 = ops.F32

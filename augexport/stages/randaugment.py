@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
+import augexport.stages.kerascv_ops as ops  # the module, not `from . import`: no edge back to the package
+
 from ..errors import ConfigError
 from ..registry import Stage, register
 from ..spec import Param, boolean, number, validate_mapping
-from . import kerascv_ops as ops
 
 Draw = Callable[[np.random.Generator, float, float], dict[str, Any]]
 Kernel = Callable[[np.ndarray, dict[str, Any]], np.ndarray]

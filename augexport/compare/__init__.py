@@ -1,0 +1,211 @@
+"""`augexport compare`: the tutorials' with/without-augmentation experiment as one command.
+
+The source is split by a seeded hash of source_id (before any augmentation) into train and val
+class folders under OUT/split/. Each variant's pipeline exports the same training images into its
+own split of one augexport dataset (OUT/dataset, split `train_<variant>`); val is exported once,
+with no stages. One small Keras CNN is trained per variant and repeat on the soft labels, with
+the same seeds and the same number of steps per epoch for every variant, and validated on val.
+OUT receives compare.json, compare.md and compare.png (see `report`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..pipeline import parse_image_size
+from .split import DIGITS
+
+# Digits: no flips (a mirrored 2 or 5 is not a digit), small rotations, shifts and zooms; fill with
+# the black background (`nearest` would smear strokes that touch the border).
+KERAS_DIGITS = {"rotation_range": 15, "width_shift_range": 0.1, "height_shift_range": 0.1, "zoom_range": 0.1,
+                "fill_mode": "constant", "cval": 0.0}
+BUILTIN_VARIANTS: dict[str, dict[str, Any]] = {
+    "none": {"copies": 0},
+    "keras-basic": {"copies": 4, "stages": [{"keras": KERAS_DIGITS}]},
+    "keras+cutmix": {"copies": 4, "stages": [{"keras": KERAS_DIGITS}], "mix": {"method": "cutmix", "alpha": 1.0, "p": 0.5}},
+    "keras+mixup": {"copies": 4, "stages": [{"keras": KERAS_DIGITS}], "mix": {"method": "mixup", "alpha": 0.4, "p": 0.5}},
+}
+DIGITS_TRAIN_PER_CLASS = 20  # sklearn:digits trains on 200 of its 1,797 images unless told otherwise
+OWN_ENTRIES = ("source", "split", "dataset", "compare.json", "compare.md", "compare.png")
+MARKER = ".augexport-compare"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass
+class Variant:
+    """One pipeline to compare: a file (`config`) or built-in data (`spec`), plus the command's overrides."""
+
+    name: str
+    config: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def split(self) -> str:
+        return "train_" + re.sub(r"[^A-Za-z0-9]+", "_", self.name).strip("_").lower()
+
+
+@dataclass
+class CompareResult:
+    out: Path
+    report: dict[str, Any]
+    table: str
+
+    def summary(self) -> str:
+        return (self.table + f"augexport compare: {len(self.report['variants'])} variants x "
+                f"{self.report['repeats']} repeat(s), {self.report['seconds']} s -> {self.out}/compare.png, "
+                f"compare.json, compare.md (data: {self.out}/dataset)")
+
+
+def parse_variants(pipelines: Sequence[str]) -> list[Variant]:
+    """`--pipeline a.yaml` (named by its stem) or `--pipeline name=path`; none given: the built-in set."""
+    if not pipelines:
+        return [Variant(name, spec=dict(spec)) for name, spec in BUILTIN_VARIANTS.items()]
+    variants: list[Variant] = []
+    for text in pipelines:
+        name, sep, path = text.partition("=")
+        if not sep or "/" in name:
+            name, path = Path(text).stem, text
+        if not _NAME.match(name):
+            raise UsageError(f"--pipeline {text!r}: variant name {name!r} is not accepted; accepted: letters, digits "
+                             "and _ . + - (name=path names it explicitly)")
+        if not Path(path).is_file():
+            raise UsageError(f"--pipeline {text!r}: {path} does not exist or is not a file")
+        variants.append(Variant(name, config=path))
+    if len(variants) < 2:
+        raise UsageError(f"--pipeline: {len(variants)} given; compare needs two or more (or none for the built-in "
+                         f"set: {', '.join(BUILTIN_VARIANTS)})")
+    splits = [v.split for v in variants]
+    for v in variants:
+        if splits.count(v.split) > 1:
+            raise UsageError(f"--pipeline: two variants are named like {v.name!r}; name them apart with name=path")
+    return variants
+
+
+def resolve_variants(variants: list[Variant], seed: int, copies: int | None, image_size: str | None) -> list[Any]:
+    """Validate every pipeline now (exit 2 before any work); `--copies` applies to variants that augment."""
+    from ..pipeline import resolve_pipeline
+
+    pipelines = []
+    for v in variants:
+        v.overrides = {**v.spec, "seed": seed, "image_size": image_size}
+        try:
+            pipeline = resolve_pipeline(v.config, v.overrides)
+            if copies is not None and (pipeline.stages or pipeline.mix):
+                v.overrides["copies"] = copies
+                pipeline = resolve_pipeline(v.config, v.overrides)
+        except UsageError as exc:
+            raise UsageError(f"--pipeline {v.config or v.name}: {exc}") from None
+        pipelines.append(pipeline)
+    return pipelines
+
+
+def check_settings(epochs: int, repeats: int, val_fraction: float, train_per_class: int | None, batch_size: int,
+                   filters: int, learning_rate: float, copies: int | None) -> None:
+    for flag, value, ok, accepted in (
+            ("--epochs", epochs, epochs >= 1, "an integer >= 1"),
+            ("--repeats", repeats, repeats >= 1, "an integer >= 1"),
+            ("--val-fraction", val_fraction, 0 < val_fraction < 1, "a number in (0, 1)"),
+            ("--train-per-class", train_per_class, train_per_class is None or train_per_class >= 1, "an integer >= 1"),
+            ("--batch-size", batch_size, batch_size >= 1, "an integer >= 1"),
+            ("--filters", filters, filters >= 1, "an integer >= 1"),
+            ("--learning-rate", learning_rate, learning_rate > 0, "a number > 0"),
+            ("--copies", copies, copies is None or copies >= 0, "an integer >= 0")):
+        if not ok:
+            raise UsageError(f"{flag} {value} is not accepted; accepted: {accepted}")
+
+
+def check_dependencies(source: str) -> None:
+    """TensorFlow, Keras and matplotlib (and scikit-learn for the digits) before any work."""
+    needed = ["tensorflow", "keras", "matplotlib"] + (["sklearn"] if source == DIGITS else [])
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"augexport compare needs {', '.join(missing)}, not installed: "
+                         "pip install 'augexport[cpu,compare]'")
+
+
+def check_source(source: str, data_dir: str | None) -> Any:
+    """A folder source is listed now (its listing is returned); a TFDS builder is opened, not read
+    (reading spills into OUT, which does not exist yet); the digits need nothing."""
+    if source == DIGITS:
+        return None
+    if source.startswith("sklearn:"):
+        raise UsageError(f"SOURCE {source!r} is not accepted; accepted: a class-folder directory, tfds:NAME, {DIGITS}")
+    if source.startswith("tfds:"):
+        from ..sources.tfds import open_builder
+
+        open_builder(source[5:], data_dir)
+        return None
+    from ..sources.folder import list_folder
+
+    return list_folder(source)
+
+
+def prepare_out(out: Path, source: str, overwrite: bool) -> None:
+    """An empty (or new) OUT; with --overwrite, a previous compare run's own entries are replaced."""
+    if source != DIGITS and not source.startswith("tfds:") and Path(source).is_dir():
+        src, dst = Path(source).resolve(), out.resolve()
+        if dst == src or src in dst.parents:
+            raise UsageError(f"OUT {out} is inside SOURCE {source}; SOURCE is read-only: choose another OUT")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"OUT {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"OUT {out} is not empty; pass --overwrite to replace a previous compare run")
+        if not (out / MARKER).exists():
+            raise UsageError(f"--overwrite: OUT {out} is not empty and holds no earlier compare run; choose an empty OUT")
+        for name in OWN_ENTRIES:
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by augexport compare; --overwrite replaces this folder's compare entries\n")
+
+
+def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str] = (), epochs: int = 20,
+                repeats: int = 3, copies: int | None = None, val_fraction: float = 0.2,
+                train_per_class: int | None = None, image_size: str | None = None, seed: int = 0,
+                batch_size: int = 32, filters: int = 16, learning_rate: float = 1e-3, split: str | None = None,
+                data_dir: str | None = None, workers: int | None = None, overwrite: bool = False,
+                progress: bool = False, command: list[str] | None = None,
+                log: Callable[[str], Any] | None = None) -> CompareResult:
+    """Export every variant, train and validate, write the report. See the module docstring."""
+    from .experiment import Experiment
+
+    source = source or DIGITS
+    if source == DIGITS and train_per_class is None:
+        train_per_class = DIGITS_TRAIN_PER_CLASS
+    check_settings(epochs, repeats, val_fraction, train_per_class, batch_size, filters, learning_rate, copies)
+    parse_image_size(image_size, "--image-size")
+    variants = parse_variants(pipelines)
+    resolved = resolve_variants(variants, seed, copies, image_size)
+    check_dependencies(source)
+    from .train import quiet_tensorflow
+
+    quiet_tensorflow()  # before anything imports TensorFlow (a tfds source, or mixing on --device auto)
+    listing = check_source(source, data_dir)
+    out = Path(out)
+    prepare_out(out, source, overwrite)
+    t0 = time.perf_counter()
+    exp = Experiment(source, out, variants, resolved, seed=seed, val_fraction=val_fraction,
+                     train_per_class=train_per_class, split=split, data_dir=data_dir, workers=workers,
+                     command=command or ["augexport.compare.run_compare"], log=log or (lambda _msg: None))
+    exp.prepare(listing)
+    exp.export_all()
+    exp.train_all(epochs=epochs, repeats=repeats, batch_size=batch_size, filters=filters,
+                  learning_rate=learning_rate, progress=progress)
+    report, table = exp.write_report(round(time.perf_counter() - t0, 1))
+    return CompareResult(out, report, table)
+
+
+__all__ = ["BUILTIN_VARIANTS", "CompareResult", "Variant", "parse_variants", "run_compare"]
