@@ -201,8 +201,12 @@ def dry_run(pipeline: Pipeline, channels: int) -> None:
     image = np.stack([(xx * 4 + yy * 2 + 40 * c) % 256 for c in range(channels)], axis=2).astype(np.uint8)
     rng = example_rng(pipeline.seed, "#dry-run", 1)
     for i, stage in enumerate(pipeline.stages):
-        try:
-            image = stage.run(image, stage.draw(rng, image.shape))
+        try:  # sample + apply, not draw + run: a stage's p must not let it skip its own check
+            image = stage.apply(image, stage.sample(rng, image.shape))
         except Exception as exc:  # any failure here is the spec's, reported with its path
             raise ConfigError(f"stages[{i}].{stage.name}", f"fails on a 48x64 image with {channels} channel(s): "
                               f"{type(exc).__name__}: {exc}", source=pipeline.source) from None
+        if image.ndim != 3 or image.shape[2] != channels:  # the TFDS metadata declares one channel count
+            raise ConfigError(f"stages[{i}].{stage.name}", f"returns {image.shape[-1]} channel(s) but the export has "
+                              f"--channels {channels}; every stage must keep the export's channel count",
+                              source=pipeline.source)
