@@ -21,6 +21,7 @@ SPECS = {
     "imgaug": [{"Affine": {"rotate": [-20, 20]}}, {"GaussianBlur": {"sigma": [0.0, 1.0]}}, {"Fliplr": {"p": 0.5}}],
     "keras": {"rotation_range": 20, "width_shift_range": 0.1, "zoom_range": 0.2, "horizontal_flip": True,
               "brightness_range": [0.8, 1.2], "channel_shift_range": 10.0},
+    "random_erasing": {"p": 1.0, "mode": "pixel", "scale": [0.05, 0.4], "max_count": 3},
     "random_resized_crop": {"scale": [0.2, 0.9], "ratio": [0.6, 1.6], "interpolation": "nearest"},
     "tf_image": [{"random_brightness": {"max_delta": 0.2}}, {"random_hue": {"max_delta": 0.05}},
                  {"random_crop": {"size": 0.8}}],

@@ -8,5 +8,6 @@ from . import grayscale  # noqa: F401
 from . import gridmask  # noqa: F401
 from . import imgaug_stage  # noqa: F401
 from . import keras  # noqa: F401
+from . import random_erasing  # noqa: F401
 from . import random_resized_crop  # noqa: F401
 from . import tf_image  # noqa: F401
