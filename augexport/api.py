@@ -349,6 +349,8 @@ def export(source: str, out: str | os.PathLike[str], *, config: str | None = Non
         _write_tfds_metadata(out, base)
         write_manifest(out, base)
         journal.remove()  # only now: a run killed while finalizing stays resumable
+        if listing.spool:  # the spilled TFDS split is not output: remove it now, not whenever gc finds the listing
+            shutil.rmtree(listing.spool, ignore_errors=True)
         fsync_dir(out)
         return ExportResult(out, base_split, len(listing.items), written, len(errors), seconds, shards,
                             timings.get("batch_stages", ""))
