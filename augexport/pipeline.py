@@ -199,12 +199,18 @@ def dry_run(pipeline: Pipeline, channels: int) -> None:
 
     yy, xx = np.mgrid[0:48, 0:64]
     image = np.stack([(xx * 4 + yy * 2 + 40 * c) % 256 for c in range(channels)], axis=2).astype(np.uint8)
-    try:
-        run_stages(pipeline.stages, example_rng(pipeline.seed, "#dry-run", 1), image)
-    except StageFailed as failed:  # any failure here is the spec's, reported with its path
-        exc = failed.error
-        raise ConfigError(f"stages[{failed.index}].{failed.stage.name}", f"fails on a 48x64 image with {channels} "
-                          f"channel(s): {type(exc).__name__}: {exc}", source=pipeline.source) from None
+    rng = example_rng(pipeline.seed, "#dry-run", 1)
+    for i, stage in enumerate(pipeline.stages):
+        try:  # every stage applied whatever its p: a small p must not let it skip its own check
+            image, _ = run_stages([stage], rng, image, apply_all=True)
+        except StageFailed as failed:  # any failure here is the spec's, reported with its path
+            exc = failed.error
+            raise ConfigError(f"stages[{i}].{stage.name}", f"fails on a 48x64 image with {channels} channel(s): "
+                              f"{type(exc).__name__}: {exc}", source=pipeline.source) from None
+        if image.ndim != 3 or image.shape[2] != channels:  # the TFDS metadata declares one channel count
+            raise ConfigError(f"stages[{i}].{stage.name}", f"returns {image.shape[-1]} channel(s) but the export has "
+                              f"--channels {channels}; every stage must keep the export's channel count",
+                              source=pipeline.source)
 
 
 def resolve_pipeline(config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Pipeline:

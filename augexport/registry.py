@@ -84,15 +84,21 @@ class StageFailed(Exception):
         super().__init__(f"{stage.name}: {type(error).__name__}: {error}")
 
 
-def run_stages(stages: Sequence[Stage], rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def run_stages(stages: Sequence[Stage], rng: np.random.Generator, image: np.ndarray, *,
+               apply_all: bool = False) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """The one stage loop (augmented copies, TTA variants, the build-time dry run): each stage
     samples from the record's generator, then applies its pure kernel. Returns the image and the
-    record's `params` entries; a failing stage raises StageFailed naming it."""
+    record's `params` entries; a failing stage raises StageFailed naming it. `apply_all` (the dry
+    run) applies every stage whatever its `p`."""
     params = []
     for i, stage in enumerate(stages):
         try:
-            drawn = stage.draw(rng, image.shape)
-            image = stage.run(image, drawn)
+            if apply_all:
+                drawn = stage.sample(rng, image.shape)
+                image = stage.apply(image, drawn)
+            else:
+                drawn = stage.draw(rng, image.shape)
+                image = stage.run(image, drawn)
         except Exception as exc:  # any stage failure is reported with the stage that raised it
             raise StageFailed(i, stage, exc) from exc
         params.append(stage.record(drawn))

@@ -72,9 +72,9 @@ def choice(*options: Any) -> Check:
     return check
 
 
-def pair(lo: float | None = None, hi: float | None = None, *, ordered: bool = True) -> Check:
-    """A 2-list [a, b] of numbers inside [lo, hi]."""
-    item = number(lo, hi)
+def pair(lo: float | None = None, hi: float | None = None, *, ordered: bool = True, lo_open: bool = False) -> Check:
+    """A 2-list [a, b] of numbers inside [lo, hi] (or (lo, hi] with lo_open)."""
+    item = number(lo, hi, lo_open=lo_open)
 
     def check(value: Any, path: str) -> list[float]:
         if not isinstance(value, (list, tuple)) or len(value) != 2:

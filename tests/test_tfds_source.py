@@ -122,6 +122,20 @@ def test_sample_tfds_dataset_in_standard_layout(tmp_path: Path) -> None:
     assert m["class_names"] == ["cat", "cup", "space"] and m["splits"]["train"]["counts"]["source"] == 15
 
 
+def test_the_spill_folder_is_gone_when_export_returns(tmp_path: Path) -> None:
+    """Not left to the garbage collector: the listing sits in reference cycles, so with gc off (or
+    not yet run) a finalizer on it would leave .tmp-tfds-spool-* in OUT after export returned."""
+    import gc
+
+    gc.disable()
+    try:
+        api.export("tfds:sample_photos", tmp_path / "out", data_dir=str(ROOT / "sample_tfds"), split="train[:20%]",
+                   workers=1, overrides=ORIGINALS)
+        assert not list((tmp_path / "out").glob(".tmp-tfds-spool-*"))
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize(("dataset", "classes", "first_class"), [
     # cifar10's names come from its downloaded archive, so unprepared (mocked) it has '0'..'9'
     ("cifar10", 10, "0"), ("fashion_mnist", 10, "T-shirt/top"), ("stanford_dogs", 120, None)])

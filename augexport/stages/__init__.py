@@ -4,9 +4,12 @@ imgaug_stage imports imgaug lazily, only when an imgaug stage is built."""
 # isort: skip_file
 # one import per line (fewer merge conflicts): each stage registers itself when imported
 from . import cutout  # noqa: F401
+from . import grayscale  # noqa: F401
 from . import gridmask  # noqa: F401
 from . import imgaug_stage  # noqa: F401
 from . import keras  # noqa: F401
+from . import random_erasing  # noqa: F401
+from . import random_resized_crop  # noqa: F401
 from . import tf_image  # noqa: F401
 from . import randaugment  # noqa: F401
 from . import augmix  # noqa: F401

@@ -36,7 +36,8 @@ def fill_boxes(image: np.ndarray, boxes: list[list[int]], fill: float) -> np.nda
 @register
 class Cutout(Stage):
     name = "cutout"
-    doc = "Cutout: constant-filled square holes (DeVries & Taylor 2017)."
+    doc = ("Cutout: square holes of one fixed size, constant fill (DeVries & Taylor 2017); for holes of random "
+           "area and aspect ratio see random_erasing.")
     schema = (
         Param("size", "float in (0, 1]", 0.25, "hole side as a fraction of min(H, W)", number(0, 1, lo_open=True)),
         Param("count", "int >= 1", 1, "number of holes", number(1, 64, integer=True)),

@@ -149,7 +149,9 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
     out = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     out = out.reshape(height, width, image.shape[2])
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    np.rint(out, out=out)  # in place: fresh full-size temporaries cost more than the rounding itself
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def crop(image: np.ndarray, box: list[int], resize: bool) -> np.ndarray:
