@@ -12,13 +12,15 @@ from __future__ import annotations
 import bisect
 import collections
 import concurrent.futures as cf
-import logging
+import contextlib
 import multiprocessing as mp
+import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from .errors import Interrupted
+from .errors import WorkerDied
 from .pipeline import MixConfig
 from .plan import CopyPlan
 from .rng import example_rng, sort_key
@@ -27,7 +29,6 @@ from .stages.mix import pick_partner, wants_mix
 from .worker import Job, Renderer, Unit, UnitOut, init_worker, run_units
 
 BLOCK_ITEMS = 64
-log = logging.getLogger("augexport")
 
 
 @dataclass
@@ -162,44 +163,60 @@ def run(blocks: Iterable[Block], job: Job, *, workers: int, batch_size: int,
             yield from absorb(new_blocks, renderer.process(units))
         return
 
+    yield from _run_pool(tasks, absorb, job, workers)
+
+
+def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], absorb: Callable[..., Iterator[Emitted | UnitOut]],
+              job: Job, workers: int) -> Iterator[Emitted | UnitOut]:
+    """Tasks through a pool of spawned worker processes, at most 3 per worker in flight."""
     ctx = mp.get_context("spawn")
     in_flight: collections.deque[tuple[list[Block], cf.Future[list[UnitOut]]]] = collections.deque()
     limit = workers * 3
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(job,)) as pool:
+    submitted = 0
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
+                                initargs=(job, os.getpid())) as pool:
         try:
             for new_blocks, units in tasks:
-                in_flight.append((new_blocks, pool.submit(run_units, units)))
+                with _sigint_ignored(submitted < workers):  # a submit may spawn a worker
+                    in_flight.append((new_blocks, pool.submit(run_units, units)))
+                submitted += 1
                 while len(in_flight) >= limit:
                     nb, fut = in_flight.popleft()
                     yield from absorb(nb, fut.result())
             while in_flight:
                 nb, fut = in_flight.popleft()
                 yield from absorb(nb, fut.result())
-        except BaseException as exc:
-            _stop(pool, [fut for _, fut in in_flight], graceful=isinstance(exc, (KeyboardInterrupt, Interrupted)))
+        except cf.process.BrokenProcessPool:
+            _stop(pool)
+            raise WorkerDied("a worker process died (out of memory, or killed by a signal); finished shards were "
+                             "kept: rerun the same command with --resume") from None
+        except BaseException:
+            _stop(pool)
             raise
 
 
-def _stop(pool: cf.ProcessPoolExecutor, futures: list[cf.Future[list[UnitOut]]], graceful: bool) -> None:
-    """Stop the pool after an interrupt or a failure: queued tasks are dropped; running ones may end
-    (their results are not used: finished shards are on disk and the journal says where to resume).
-    After Ctrl-C/SIGTERM the wait is interruptible: a second signal kills the workers at once."""
+@contextlib.contextmanager
+def _sigint_ignored(active: bool) -> Iterator[None]:
+    """Spawn workers with SIGINT ignored: Python then never installs its KeyboardInterrupt handler in
+    them, so a Ctrl-C while a worker is still starting prints no traceback (the main process stops
+    the workers itself). Only the main thread may change signal handlers."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop(pool: cf.ProcessPoolExecutor) -> None:
+    """Stop the pool after an interrupt or a failure at once: queued tasks are dropped and running
+    ones killed (their results are not used: finished shards are on disk and the journal says where
+    to resume; workers write nothing themselves)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown clears it
     pool.shutdown(wait=False, cancel_futures=True)
-    running = [f for f in futures if not f.done()]
-    if graceful and running:
-        log.warning("augexport: interrupted; letting %d running task(s) end (Ctrl-C again to stop at once)",
-                    len(running))
-        try:
-            cf.wait(running, timeout=60)
-        except (KeyboardInterrupt, Interrupted):
-            pass
-    _kill(processes)
-
-
-def _kill(processes: list[Any]) -> None:
-    """SIGKILL what is still running (no public API for this before Python 3.14's terminate_workers)."""
-    for proc in processes:
+    for proc in processes:  # no public API for this before Python 3.14's terminate_workers
         if proc.is_alive():
             proc.kill()
     for proc in processes:

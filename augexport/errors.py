@@ -18,17 +18,26 @@ class UsageError(AugexportError):
 class ConfigError(UsageError):
     """A pipeline-file problem; `path` is where in the file (e.g. `stages[1].keras.zoom_range`)."""
 
+    MAX_MESSAGE = 2000  # a hostile file's values are echoed in messages: keep them readable
+
     def __init__(self, path: str, message: str, source: str | None = None) -> None:
-        self.path = path
+        self.path = path[:300]
         self.source = source
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}{path}: {message}" if path else f"{where}{message}")
+        text = f"{where}{self.path}: {message}" if path else f"{where}{message}"
+        if len(text) > self.MAX_MESSAGE:
+            text = text[: self.MAX_MESSAGE] + f"… ({len(text) - self.MAX_MESSAGE} more characters)"
+        super().__init__(text)
 
 
 class ExportFailed(AugexportError):
     """A run that failed after work started; nothing was finalized (exit 1)."""
 
     exit_code = 1
+
+
+class WorkerDied(ExportFailed):
+    """A worker process died mid-run (the OOM killer, a signal): finished shards stay for --resume."""
 
 
 class VerifyFailed(AugexportError):

@@ -6,7 +6,6 @@ The whole spec is validated when it is built, before any work; errors name the p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from .errors import ConfigError, UsageError
 from .registry import Stage, StageFailed, run_stages
 from .rng import example_rng
 from .spec import boolean, close_matches, number, one_key_items
+from .specfile import parse_config, read_config_bytes
 from .stages import builtin_stages, stage_class
 
 TOP_KEYS = ("version", "seed", "copies", "include_original", "image_size", "stages", "mix", "label_smoothing")
@@ -88,21 +88,17 @@ def parse_image_size(value: Any, path: str = "image_size") -> tuple[int, int] | 
 
 
 def load_spec_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON pipeline file into a plain dict (no validation yet)."""
+    """Read a YAML or JSON pipeline file into a plain dict (no validation yet), within the bounds
+    of `specfile` (regular file, size, alias expansion, depth)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("", f"cannot read pipeline file: {exc.strerror or exc}", source=str(path)) from None
+        text = read_config_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError("", "pipeline file is not UTF-8 text", source=str(path)) from None
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
+        data = parse_config(text, json_file=path.suffix.lower() == ".json")
+    except RecursionError:
+        raise ConfigError("", "cannot parse pipeline file: nested too deeply", source=str(path)) from None
     except Exception as exc:  # any parser error is the user's file, not our bug
         raise ConfigError("", f"cannot parse pipeline file: {_parse_error(exc)}", source=str(path)) from None
     if data is None:

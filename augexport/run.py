@@ -24,7 +24,7 @@ from . import __version__, codec
 from .device import BatchDevice, block_finisher
 from .device import resolve as resolve_device
 from .engine import Emitted, blocks_after, plan_export, run
-from .errors import ExportFailed, Interrupted, UsageError
+from .errors import ExportFailed, Interrupted, UsageError, WorkerDied
 from .featurewise import featurewise_stats, needs_featurewise_stats
 from .manifest import FORMAT_VERSION, read_manifest, write_manifest
 from .naming import MANIFEST, SPOOL_PREFIX, SplitNames, colliding_ids, dataset_name, image_file
@@ -62,13 +62,15 @@ class ExportResult:
     seconds: float
     shards: list[dict[str, Any]] = field(default_factory=list)
     batch_stages: str = ""  # where mixing ran: "numpy in workers", "TensorFlow on /GPU:0", "none"
+    ignored: int = 0  # files in SOURCE passed over: hidden, or not an image file name
 
     @property
     def images_per_s(self) -> float:
         return self.sources / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        return (f"augexport: {self.sources} images in, {self.written} records out, {self.skipped} skipped, "
+        ignored = f", {self.ignored} ignored (hidden or not image files; listed in the manifest)" if self.ignored else ""
+        return (f"augexport: {self.sources} images in, {self.written} records out, {self.skipped} skipped{ignored}, "
                 f"{self.seconds:.1f} s, {self.images_per_s:.1f} images/s -> {self.out} "
                 f"({self.split}: {len(self.shards)} shard{'s' if len(self.shards) != 1 else ''})"
                 + (f"; batch stages: {self.batch_stages}" if self.batch_stages else ""))
@@ -118,6 +120,8 @@ class ExportRun:
         try:
             with self.outdir.lock():
                 return self._locked()
+        except OSError as exc:  # OUT stopped being writable (a full disk, a vanished mount) outside the writers
+            raise ExportFailed(f"cannot write in {self.out}: {exc.strerror or exc}; nothing was finalized") from None
         except BaseException:
             if created and not [e for e in self.outdir.entries() if not e.startswith(SPOOL_PREFIX)]:
                 self.outdir.remove_root()
@@ -237,7 +241,7 @@ class ExportRun:
         except OSError as exc:
             self._abort(writer, images)
             raise ExportFailed(f"write error in {self.out}: {exc.strerror or exc}; nothing was finalized") from None
-        except (KeyboardInterrupt, Interrupted):
+        except (KeyboardInterrupt, Interrupted, WorkerDied):
             if writer is not None:
                 writer.abort(keep_finished=True)  # finished shards + journal stay for --resume
             raise
@@ -320,7 +324,7 @@ class ExportRun:
         assert listing is not None
         p = self.progress
         return ExportResult(self.out, self.names.split, len(listing.items), p.written, len(p.errors), seconds,
-                            [s.to_json() for s in shards], timings.get("batch_stages", ""))
+                            [s.to_json() for s in shards], timings.get("batch_stages", ""), len(listing.ignored))
 
     def _write_metadata(self, shards: list[ShardInfo], seconds: float, timings: dict[str, Any]) -> None:
         p = self.progress
@@ -344,7 +348,9 @@ class ExportRun:
             "shuffle": o.shuffle, "tfds_loadable": o.writes_shards and o.compression == "none",
             "identity": identity_key(self.identity),
             "shards": [s.to_json() for s in shards],
-            "counts": {"source": len(listing.items), "written": p.written, "skipped": len(p.errors), "mixed": p.mixed},
+            "counts": {"source": len(listing.items), "written": p.written, "skipped": len(p.errors), "mixed": p.mixed,
+                       "ignored": len(listing.ignored)},
+            "ignored": [{"path": path, "why": why} for path, why in listing.ignored[:1000]],
             "label_counts": p.label_counts,
             "errors_file": self.names.errors_file,
             **({"tta": self.tta} if self.tta is not None else {}),

@@ -20,8 +20,14 @@ def close_matches(word: str, options: Iterable[str]) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    """A finite int or float (NaN and infinities are never meaningful parameters)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (NaN and infinities are never meaningful parameters, nor are ints
+    too large for a float)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
@@ -43,10 +49,13 @@ def number(lo: float | None = None, hi: float | None = None, *, integer: bool = 
         kind = "an integer" if integer else "a number"
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(path, f"expected a finite number, got {value!r}")
-        if integer and not (isinstance(value, int) and not isinstance(value, bool)):
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if integer and not is_int:
             raise ConfigError(path, f"expected {kind}, got {value!r}")
-        if not _is_number(value):
+        if not is_int and not _is_number(value):
             raise ConfigError(path, f"expected {kind}, got {value!r}")
+        if is_int and not integer and not _is_number(value):  # an int too large for a float
+            raise ConfigError(path, f"{value!r} is out of range; accepted: {_interval(lo, hi, lo_open, hi_open)}")
         bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
         bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
         if bad_lo or bad_hi:

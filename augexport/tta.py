@@ -37,18 +37,21 @@ def _entry(name: str, kind: str, params: dict[str, Any], inverse: str | None, ex
             "inverse": inverse, "exact_inverse": exact and inverse is not None}
 
 
+MIN_CROP_PX = 8  # a crop of a few pixels keeps nothing a model can use: `five_crop:2` is a typo
+
+
 def _size_arg(text: str, where: str) -> list[Any]:
     """`24` (pixels, square), `24x20` (HxW pixels) or `0.875` (fraction of each side)."""
     m = re.fullmatch(r"(\d+)(?:x(\d+))?", text)
     if m:
         h = int(m.group(1))
         w = int(m.group(2)) if m.group(2) else h
-        if h >= 1 and w >= 1:
+        if h >= MIN_CROP_PX and w >= MIN_CROP_PX:
             return ["px", h, w]
     elif re.fullmatch(_NUM, text) and 0 < float(text) <= 1:
         return ["frac", float(text), float(text)]
-    raise UsageError(f"--variants {where}: size {text!r} is not accepted; accepted: pixels (24), HxW pixels "
-                     "(24x20) or a fraction of each side in (0, 1] (0.875)")
+    raise UsageError(f"--variants {where}: size {text!r} is not accepted; accepted: pixels of at least "
+                     f"{MIN_CROP_PX} (24), HxW pixels (24x20) or a fraction of each side in (0, 1] (0.875)")
 
 
 def _float_arg(text: str, where: str, lo_open: float = 0.0) -> float:

@@ -8,7 +8,10 @@ builds the record with the same `Renderer.build_record`.
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,11 +180,33 @@ class Renderer:
 _RENDERER: Renderer | None = None
 
 
-def init_worker(job: Job) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive the main process (killed by the OOM killer or `kill -9`): on Linux
+    the kernel sends it SIGKILL when the parent dies; elsewhere a thread watches the parent's pid."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="augexport-parent-watch").start()
+    if os.getppid() != parent:  # the parent died before the kernel was told
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def init_worker(job: Job, parent: int) -> None:
     """Worker start-up. Ctrl-C (SIGINT to the whole process group) is the main process's to handle:
     it stops the workers itself, so no worker prints a KeyboardInterrupt traceback of its own."""
     global _RENDERER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
     _RENDERER = Renderer(job)
 
 

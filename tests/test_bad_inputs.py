@@ -124,7 +124,8 @@ def test_bad_files_are_skipped_into_errors_file(tmp_path: Path) -> None:
         "bad/trunc.jpg": "corrupt or truncated image"}
     m = manifest(out)
     assert m["class_names"] == ["bad", "empty_class", "ok"]
-    assert m["splits"]["train"]["counts"] == {"source": 7, "written": 4, "skipped": 3, "mixed": 0}
+    assert m["splits"]["train"]["counts"] == {"source": 7, "written": 4, "skipped": 3, "mixed": 0, "ignored": 1}
+    assert m["splits"]["train"]["ignored"] == [{"path": "ok/notes.txt", "why": "not an image file name"}]
     assert len(read_records(out)) == 4
 
 

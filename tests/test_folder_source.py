@@ -84,3 +84,33 @@ def test_max_file_bytes_skips_big_files_and_is_a_flag(tmp_path: Path) -> None:
     assert errors and all("--max-file-bytes" in e["error"] for e in errors)
     res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "o2"), "--max-file-bytes", "12"])
     assert res.exit_code == 2 and "--max-file-bytes '12'" in res.output and "at least 1KiB" in res.output
+
+
+def test_ignored_files_and_unreadable_folders_are_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 2, "b": 1})
+    (src / "a" / "favicon.ico").write_bytes(b"\x00\x00\x01\x00")
+    (src / "a" / ".DS_Store").write_bytes(b"x")
+    (src / "b" / "locked").mkdir()
+    real = os.scandir
+
+    def scandir(path: object = ".") -> object:
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "2 ignored (hidden or not image files" in res.output
+    m = json.loads((out / "augexport.json").read_text())["splits"]["train"]
+    assert m["ignored"] == [{"path": "a/.DS_Store", "why": "hidden file"},
+                            {"path": "a/favicon.ico", "why": "not an image file name"}]
+    errors = [json.loads(line) for line in (out / "errors-train.jsonl").read_text().splitlines()]
+    assert errors == [{"source_id": "b/locked/", "error": "cannot list folder: Permission denied"}]
+
+
+def test_class_folder_with_a_line_break_is_refused(tmp_path: Path) -> None:
+    src = make_class_folder(tmp_path / "src", {"ok": 1, "two\nlines": 1})
+    res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out")])
+    assert res.exit_code == 2 and "line break" in res.output and "'two\\nlines'" in res.output

@@ -173,3 +173,53 @@ def test_journal_naming_files_outside_out_is_not_followed(tmp_path: Path, monkey
     assert (sentinel / "precious.bin").read_bytes() == b"keep me" and len(list(sentinel.iterdir())) == 1
     api.export(str(src), tmp_path / "clean", **KW)
     assert _all_files(out) == _all_files(tmp_path / "clean")
+
+
+def test_disk_full_while_finalizing_leaves_nothing_final_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 5, "b": 4})
+    out = tmp_path / "out"
+    real = OutDir.write_atomic
+
+    def full(self: OutDir, name: str, data: bytes) -> None:
+        if name == "augexport.json":
+            raise OSError(28, "No space left on device")
+        real(self, name, data)
+
+    monkeypatch.setattr(OutDir, "write_atomic", full)
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--workers", "1", "--format", "both",
+                                    "--shard-size", "4KiB", "--copies", "2", "--rotation-range", "10"])
+    assert res.exit_code == 1 and "No space left on device" in res.output and "--resume" in res.output
+    assert "Traceback" not in res.output
+    assert not list(out.glob("*.tfrecord-*-of-*")) and not (out / "images" / "train").exists()
+    assert not (out / "augexport.json").exists()
+    monkeypatch.setattr(OutDir, "write_atomic", real)
+    args = ["--workers", "1", "--format", "both", "--shard-size", "4KiB", "--copies", "2", "--rotation-range", "10"]
+    assert CliRunner().invoke(main, ["export", str(src), str(out), "--resume", *args]).exit_code == 0
+    assert CliRunner().invoke(main, ["export", str(src), str(tmp_path / "clean"), *args]).exit_code == 0
+    assert _all_files(out) == _all_files(tmp_path / "clean")
+
+
+def test_disk_full_inside_the_abort_path_is_still_a_clean_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from augexport.sinks import tfrecord
+
+    src = make_class_folder(tmp_path / "src", {"a": 6})
+    real_write = tfrecord._HashingFile.write
+    calls = {"n": 0}
+
+    def failing_write(self: object, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        return real_write(self, data)  # type: ignore[arg-type]
+
+    real_unlink = OutDir.unlink
+
+    def unlink(self: OutDir, name: str) -> None:  # the disk is full by the time the run cleans up
+        if calls["n"] >= 3:
+            raise OSError(28, "No space left on device")
+        real_unlink(self, name)
+
+    monkeypatch.setattr(tfrecord._HashingFile, "write", failing_write)
+    monkeypatch.setattr(OutDir, "unlink", unlink)
+    res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--workers", "1", "--shard-size", "1KiB"])
+    assert res.exit_code == 1 and "No space left on device" in res.output and "Traceback" not in res.output

@@ -60,18 +60,18 @@ def test_dihedral_variants_match_pil(one_image, tmp_path):
 
 def test_ten_crop_matches_slicing(one_image, tmp_path):
     src, img = one_image
-    got = _variants_by_name(src, tmp_path / "o", "ten_crop:8x6")
-    # torchvision FiveCrop placement; centre top = round((13-8)/2) = 2, left = round((20-6)/2) = 7
-    boxes = {"tl": (0, 0), "tr": (0, 14), "bl": (5, 0), "br": (5, 14), "c": (2, 7)}
+    got = _variants_by_name(src, tmp_path / "o", "ten_crop:8x9")
+    # torchvision FiveCrop placement; centre top = round((13-8)/2) = 2, left = round((20-9)/2) = 6 (half to even)
+    boxes = {"tl": (0, 0), "tr": (0, 11), "bl": (5, 0), "br": (5, 11), "c": (2, 6)}
     names = [f"crop_{c}" for c in boxes] + [f"crop_{c}_hflip" for c in boxes]
     assert list(got) == names
     for corner, (y, x) in boxes.items():
-        expected = img[y : y + 8, x : x + 6]
+        expected = img[y : y + 8, x : x + 9]
         np.testing.assert_array_equal(got[f"crop_{corner}"][0], expected)
         np.testing.assert_array_equal(got[f"crop_{corner}_hflip"][0], expected[:, ::-1])
         params = json.loads(got[f"crop_{corner}"][1]["params"][0])
         assert params == [{"stage": "tta", "variant": f"crop_{corner}", "kind": "crop",
-                           "box": [y, x, y + 8, x + 6], "hflip": False}]
+                           "box": [y, x, y + 8, x + 9], "hflip": False}]
 
 
 def test_crop_size_forms():
@@ -160,7 +160,7 @@ def test_invert_undoes_dihedral():
     for v in parse_variants("d4,brightness:0.7"):
         np.testing.assert_array_equal(invert(dihedral(x, v["params"]["op"]) if v["kind"] == "dihedral" else x, v), x)
     with pytest.raises(ValueError, match="not invertible"):
-        invert(x, parse_variants("five_crop:2")[0])
+        invert(x, parse_variants("five_crop:8")[0])
 
 
 def test_crop_larger_than_an_image_skips_it(tmp_path):
@@ -336,3 +336,9 @@ def test_tta_merge_rejects_odd_predictions(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["tta-merge", str(out), "--predictions", str(tmp_path / "p.npy"), "-o",
                                     str(tmp_path / "missing" / "m.csv")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_crops_of_a_few_pixels_are_refused_as_typos() -> None:
+    with pytest.raises(UsageError, match="pixels of at least 8"):
+        parse_variants("five_crop:2")
+    assert parse_variants("five_crop:8")[0]["params"]["size"] == ["px", 8, 8]

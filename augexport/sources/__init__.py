@@ -71,6 +71,7 @@ class SourceListing:
     fingerprint: str
     problems: list[tuple[str, str]]
     spool: str | None = None  # a tfds source's temporary copy of the encoded split (removed by release())
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, why): hidden, not an image name
     cleanup: Callable[[], Any] | None = field(default=None, repr=False)
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
@@ -18,19 +19,38 @@ def _is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _walk_files(root: Path) -> list[tuple[str, str]]:
-    """(relative posix path, absolute path) of every image-named regular file under root, sorted.
-    Symlinked directories are not followed (no loops); symlinked files are read."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+@dataclass
+class Walk:
+    """What walking a folder found: image files, what was passed over and why, folders it could not read."""
+
+    files: list[tuple[str, str]] = field(default_factory=list)  # (relative posix path, absolute path)
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (relative path, error)
+
+
+def _walk_files(root: Path, prefix: str = "") -> Walk:
+    """Every image-named file under root, sorted. Symlinked directories are not followed (no loops);
+    symlinked files are read. Hidden entries and other extensions are listed as ignored; folders
+    that cannot be read are problems (they may hold images)."""
+    walk = Walk()
+
+    def unreadable(err: OSError) -> None:
+        rel = Path(err.filename).relative_to(root).as_posix() if err.filename else "."
+        walk.problems.append((f"{prefix}{rel}/", f"cannot list folder: {err.strerror or err}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
+        here = Path(dirpath).relative_to(root)
+        walk.ignored += [(f"{prefix}{(here / d).as_posix()}/", "hidden folder") for d in dirnames if d.startswith(".")]
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
+            rel = (here / name).as_posix()
             if name.startswith(".") or not _is_image_name(name):
+                walk.ignored.append((prefix + rel, "hidden file" if name.startswith(".") else "not an image file name"))
                 continue
-            full = os.path.join(dirpath, name)
-            found.append((Path(full).relative_to(root).as_posix(), full))
-    found.sort()
-    return found
+            walk.files.append((rel, os.path.join(dirpath, name)))
+    walk.files.sort()
+    walk.ignored.sort()
+    return walk
 
 
 def _fingerprint(entries: list[tuple[str, int, str]]) -> str:
@@ -54,17 +74,25 @@ def list_class_folders(root: Path, name: str) -> SourceListing:
     if not classes:
         raise UsageError(f"SOURCE {root} has no class sub-folders (expected root/<class>/<image>); "
                          "for a flat folder pass --labels labels.csv")
+    odd = [c for c in classes if any(ch in c for ch in "\n\r\x00")]
+    if odd:  # TFDS keeps class names one per line: such a name would become two classes
+        raise UsageError(f"SOURCE {root}: class folder {odd[0]!r} has a line break in its name; rename it")
     items: list[SourceItem] = []
     entries = []
+    listing = Walk()
     for index, cls in enumerate(classes):
-        for rel, full in _walk_files(root / cls):
+        walk = _walk_files(root / cls, f"{cls}/")
+        listing.ignored += walk.ignored
+        listing.problems += walk.problems
+        for rel, full in walk.files:
             sid = f"{cls}/{rel}"
             items.append(SourceItem(source_id=sid, label=index, path=full))
             entries.append((sid, index, full))
     if not items:
         raise UsageError(f"SOURCE {root} has class folders ({', '.join(classes[:5])}) but no image files "
                          f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return SourceListing("folder", str(root), name, classes, items, _fingerprint(entries), [])
+    return SourceListing("folder", str(root), name, classes, items, _fingerprint(entries), listing.problems,
+                         ignored=listing.ignored)
 
 
 def _parse_labels_csv(path: Path) -> list[tuple[str, str]]:

@@ -38,7 +38,13 @@ _INTERP = {0: "INTER_NEAREST", 1: "INTER_LINEAR"}
 
 # -- validation ------------------------------------------------------------------------------
 def _is_num(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (an int too large for a float is not a usable number)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def shift_range(value: Any, path: str) -> Any:
@@ -46,10 +52,10 @@ def shift_range(value: Any, path: str) -> Any:
     list = choices (each with a random sign)."""
     accepted = "a number >= 0 (float < 1: fraction of the size; int: integer pixels) or a non-empty list of numbers"
     if _is_num(value):
-        if value < 0 or not math.isfinite(value):
+        if value < 0:
             raise ConfigError(path, f"{value!r} is out of range; accepted: {accepted}")
         return value
-    if isinstance(value, (list, tuple)) and value and all(_is_num(v) and math.isfinite(v) for v in value):
+    if isinstance(value, (list, tuple)) and value and all(_is_num(v) for v in value):
         return list(value)
     raise ConfigError(path, f"{value!r} is not accepted; accepted: {accepted}")
 

@@ -1,0 +1,20 @@
+"""`augexport` / `python -m augexport`: the CLI, with a Ctrl-C during start-up (while the CLI's own
+modules are still importing) ending quietly with exit 130 instead of a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    try:
+        from .cli import main as cli
+
+        cli()
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Reading a pipeline file safely: it is user input, and may be hostile or simply wrong.
+
+Only a regular file is read (a FIFO would block forever, /dev/zero never end), at most
+MAX_CONFIG_BYTES. YAML is composed into its node graph first and refused before construction when
+aliases would expand it beyond MAX_NODES (the "billion laughs"), when an alias refers to itself,
+or when it nests deeper than MAX_DEPTH; JSON gets the same size and depth bounds after parsing.
+Every refusal is a ConfigError (exit 2) that says which bound was hit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from typing import Any
+
+from .errors import ConfigError
+
+MAX_CONFIG_BYTES = 1 << 20
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+
+def read_config_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The file's bytes; a ConfigError for anything that is not a regular file of sane size."""
+    where = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ConfigError("", f"cannot read pipeline file: {exc.strerror or exc}", source=where) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError("", "the pipeline file is not a regular file", source=where)
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError("", f"the pipeline file is larger than {MAX_CONFIG_BYTES // 1024} KiB; a pipeline is a "
+                              "few lines", source=where)
+    return data
+
+
+def _yaml_size(root: Any) -> None:
+    """Refuse a composed YAML graph whose expansion is too large, too deep, or recursive."""
+    import yaml
+
+    size: dict[int, int] = {}
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    active: set[int] = set()
+    while stack:
+        node, depth, done = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        key = id(node)
+        if done:
+            active.discard(key)
+            children = _children(node, yaml)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_NODES:
+                raise ValueError(f"expands to more than {MAX_NODES} values (YAML aliases?)")
+            continue
+        if key in size:
+            continue
+        if key in active:
+            raise ValueError("an alias refers to the node that contains it (a recursive structure)")
+        active.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in _children(node, yaml) if id(c) not in size)
+
+
+def _children(node: Any, yaml: Any) -> list[Any]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_plain(data: Any) -> None:
+    """The same bounds on an already parsed (JSON) value."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        if count > MAX_NODES:
+            raise ValueError(f"has more than {MAX_NODES} values")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for kv in value.items() for v in kv)
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
+def parse_config(text: str, json_file: bool) -> Any:
+    """Parse YAML or JSON text within the bounds; parser errors propagate as they are."""
+    if json_file:
+        data = json.loads(text)
+        _check_plain(data)
+        return data
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _yaml_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()

@@ -1,0 +1,91 @@
+"""Worker processes never outlive the main process, never print their own tracebacks, and an
+interrupt stops the whole run at once (no graceful wait), at any moment, resumable afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, make_class_folder
+from tests.helpers import shard_hashes
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_class_folder(tmp_path_factory.mktemp("w") / "src", {"a": 40, "b": 40}, size=(64, 80))
+
+
+def _cmd(src: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "augexport", "export", str(src), str(out), "--copies", "40", "--rotation-range",
+            "30", "--encoding", "png", "--shard-size", "64KiB", "--workers", "2", "--batch-size", "2", "--quiet", *extra]
+
+
+def _start(cmd: list[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _group_gone(pgid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _wait_for_workers(pgid: int, at_least: int = 3) -> None:
+    """Until the group holds the main process and its workers (spawned, running)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        procs = [p for p in Path("/proc").iterdir() if p.name.isdigit()]
+        members = 0
+        for p in procs:
+            try:
+                members += os.getpgid(int(p.name)) == pgid
+            except (ProcessLookupError, PermissionError):
+                pass
+        if members >= at_least:
+            return
+        time.sleep(0.05)
+    pytest.fail("the workers never started")
+
+
+def test_kill_9_of_the_main_process_takes_the_workers_down(corpus: Path, tmp_path: Path) -> None:
+    proc = _start(_cmd(corpus, tmp_path / "out"))
+    _wait_for_workers(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)  # only the main process, as the OOM killer does
+    proc.wait(timeout=10)
+    assert _group_gone(proc.pid, within=10), "a worker (or the resource tracker) outlived the main process"
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 0.8, 1.5, 3.0])
+def test_sigterm_or_ctrl_c_at_any_moment_stops_at_once_without_tracebacks(corpus: Path, tmp_path: Path,
+                                                                          delay: float) -> None:
+    out = tmp_path / "out"
+    proc = _start(_cmd(corpus, out))
+    time.sleep(delay)
+    signum = signal.SIGINT if int(delay * 10) % 2 == 0 else signal.SIGTERM
+    os.killpg(proc.pid, signum)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 15, "the interrupt stalled"
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    # before Python installs its handlers the default action ends the process: as quick, as quiet
+    assert proc.returncode in (128 + signum, -signum), err
+    assert "Traceback" not in err, err
+    assert _group_gone(proc.pid, within=10)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(_cmd(corpus, out, "--resume"), check=True, env=env, cwd=ROOT)
+    clean = tmp_path / "clean"
+    subprocess.run(_cmd(corpus, clean), check=True, env=env, cwd=ROOT)
+    assert shard_hashes(out) == shard_hashes(clean)
