@@ -33,9 +33,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from .engine import Block, Emitted, block_records, plan_export
 from .errors import ExportFailed, UsageError
+from .mixing import Mixing
 from .naming import SplitNames
 from .outdir import OutDir
-from .pipeline import MixConfig
 from .plan import CopyPlan
 from .sinks.tfrecord import ShardInfo, write_shard
 from .sources import SourceListing
@@ -214,14 +214,14 @@ def build(p: beam.Pipeline, blocks: list[Block], job: Job, layout: Layout) -> No
          | "Write errors" >> beam.Map(_write_errors, layout))
 
 
-def run_export(listing: SourceListing, plan: CopyPlan, mix: MixConfig | None, job: Job, *, outdir: OutDir,
+def run_export(listing: SourceListing, plan: CopyPlan, mix: Mixing | None, job: Job, *, outdir: OutDir,
                names: SplitNames, shuffle: bool, num_shards: int | None, shard_bytes: int, compression: str,
                on_error: str, beam_options: list[str]) -> BeamResult:
     """Run the Beam pipeline; returns its closed temporary shards (nothing is final yet). A failed
     run removes every temporary it wrote."""
     options = make_options(pipeline_flags(beam_options))
     blocks = list(plan_export(listing.items, plan, mix, shuffle))
-    layout = Layout(str(outdir.root), names, plan.total([it.label for it in listing.items]), num_shards,
+    layout = Layout(str(outdir.root), names, plan.total(listing.items), num_shards,
                     shard_bytes, compression)
     try:
         with beam.Pipeline(options=options) as p:

@@ -117,17 +117,25 @@ class MainMixer:
                 for (res, k, mix), image in zip(chunk, images, strict=True):
                     rec = res.records[k]
                     res.records[k] = self.renderer.build_record(res.source_id, rec.label, rec.copy, image,
-                                                                mix.params, mix)
+                                                                mix.params, mix.steps)
         self.mixed += len(pending)
         self.seconds += time.perf_counter() - t0
 
-    def _mix(self, mixes: list[PendingMix]) -> np.ndarray:
+    def _mix(self, mixes: list[PendingMix]) -> list[np.ndarray]:
+        """Apply every copy's mix steps in order, step s of all copies that have one as one batch."""
         import tensorflow as tf  # main process only
 
         from .stages.mix_tf import mix_batch_tf
 
-        with tf.device(self.tf_device):
-            return mix_batch_tf([m.base for m in mixes], [m.partner for m in mixes], [m.entry for m in mixes])
+        images = [m.base for m in mixes]
+        for s in range(max(len(m.steps) for m in mixes)):
+            todo = [i for i, m in enumerate(mixes) if len(m.steps) > s]
+            with tf.device(self.tf_device):
+                out = mix_batch_tf([images[i] for i in todo], [mixes[i].steps[s].partner for i in todo],
+                                   [mixes[i].steps[s].entry for i in todo])
+            for i, image in zip(todo, out, strict=True):
+                images[i] = image
+        return images
 
 
 def block_finisher(job: Job, batch: BatchDevice) -> Callable[[list[UnitOut]], None] | None:

@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import WorkerDied
-from .pipeline import MixConfig
+from .mixing import Mixing, streams
 from .plan import CopyPlan
 from .rng import example_rng, sort_key
 from .sources import SourceItem
 from .stages.mix import pick_partner, wants_mix
-from .worker import Job, Renderer, Unit, UnitOut, init_worker, run_units
+from .worker import Job, Partner, Renderer, Unit, UnitOut, init_worker, run_units
 
 BLOCK_ITEMS = 64
 
@@ -56,13 +56,13 @@ def order_items(items: list[SourceItem], seed: int, shuffle: bool) -> list[Sourc
     return sorted(items, key=lambda it: sort_key(seed, it.source_id)) if shuffle else list(items)
 
 
-def plan_blocks(items: list[SourceItem], plan: CopyPlan, mix: MixConfig | None, shuffle: bool) -> Iterator[Block]:
+def plan_blocks(items: list[SourceItem], plan: CopyPlan, mix: Mixing | None, shuffle: bool) -> Iterator[Block]:
     """Cut the ordered items into blocks; decide record order and mixing partners per block."""
     seed = plan.seed
     start = 0
     for b, lo in enumerate(range(0, len(items), BLOCK_ITEMS)):
         chunk = items[lo : lo + BLOCK_ITEMS]
-        copies = [plan.copies(it.label) for it in chunk]
+        copies = [plan.copies(it) for it in chunk]
         order = [(i, c) for i in range(len(chunk)) for c in copies[i]]
         if shuffle:
             perm = example_rng(seed, f"#block/{b}", 0, "order").permutation(len(order))
@@ -74,25 +74,26 @@ def plan_blocks(items: list[SourceItem], plan: CopyPlan, mix: MixConfig | None, 
 
 
 def _partners(chunk: list[SourceItem], copies: list[tuple[int, ...]], seed: int,
-              mix: MixConfig) -> list[dict[int, tuple[SourceItem, int]]]:
-    """Mixing partners of one block's augmented copies. The candidates of a copy are the block's
-    augmented copies in (source, copy) order minus its own source's run; an index into that virtual
-    list (prefix sums instead of a materialised list) keeps this linear in copies."""
+              mix: Mixing) -> list[dict[int, list[Partner]]]:
+    """Mixing partners of one block's augmented copies, per mix entry. The candidates of a copy are
+    the block's augmented copies in (source, copy) order minus its own source's run; an index into
+    that virtual list (prefix sums instead of a materialised list) keeps this linear in copies."""
     aug = [[c for c in cs if c > 0] for cs in copies]
     starts = [0]
     for a in aug:
         starts.append(starts[-1] + len(a))
-    partners: list[dict[int, tuple[SourceItem, int]]] = [{} for _ in chunk]
+    partners: list[dict[int, list[Partner]]] = [{} for _ in chunk]
     for i, item in enumerate(chunk):
         n_candidates = starts[-1] - len(aug[i])
         for c in aug[i]:
-            rng = example_rng(seed, item.source_id, c, "mix")
-            if not wants_mix(rng, mix.p) or n_candidates == 0:
-                continue
-            k = pick_partner(rng, n_candidates)
-            k += len(aug[i]) if k >= starts[i] else 0
-            j = bisect.bisect_right(starts, k) - 1
-            partners[i][c] = (chunk[j], aug[j][k - starts[j]])
+            for e, entry in enumerate(mix.entries):
+                rng = example_rng(seed, item.source_id, c, streams(e)[0])
+                if not wants_mix(rng, entry.p) or n_candidates == 0:
+                    continue
+                k = pick_partner(rng, n_candidates)
+                k += len(aug[i]) if k >= starts[i] else 0
+                j = bisect.bisect_right(starts, k) - 1
+                partners[i].setdefault(c, []).append(Partner(e, chunk[j], aug[j][k - starts[j]]))
     return partners
 
 
@@ -223,6 +224,6 @@ def _stop(pool: cf.ProcessPoolExecutor) -> None:
         proc.join(timeout=5)
 
 
-def plan_export(items: list[SourceItem], plan: CopyPlan, mix: MixConfig | None, shuffle: bool) -> Iterator[Block]:
+def plan_export(items: list[SourceItem], plan: CopyPlan, mix: Mixing | None, shuffle: bool) -> Iterator[Block]:
     """The export's blocks: items in the seeded (or source) order, cut and planned."""
     return plan_blocks(order_items(items, plan.seed, shuffle), plan, mix, shuffle)

@@ -11,27 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .classes import ClassOverride, build_classes
 from .errors import ConfigError, UsageError
-from .registry import Stage, StageFailed, run_stages
+from .mixing import Mixing, build_mixing
+from .registry import Stage, StageFailed, build_stages, run_stages
 from .rng import example_rng
-from .spec import boolean, close_matches, number, one_key_items
+from .spec import boolean, close_matches, number
 from .specfile import parse_config, read_config_bytes
-from .stages import builtin_stages, stage_class
+from .stages import builtin_stages
 
-TOP_KEYS = ("version", "seed", "copies", "include_original", "image_size", "stages", "mix", "label_smoothing")
-MIX_METHODS = ("cutmix", "mixup")
-
-
-@dataclass(frozen=True)
-class MixConfig:
-    """Batch-level mixing: lambda ~ Beta(alpha, alpha); `p` of the augmented copies are mixed."""
-
-    method: str = "cutmix"
-    alpha: float = 1.0
-    p: float = 0.5
-
-    def to_spec(self) -> dict[str, Any]:
-        return {"method": self.method, "alpha": self.alpha, "p": self.p}
+TOP_KEYS = ("version", "seed", "copies", "include_original", "image_size", "stages", "mix", "label_smoothing",
+            "classes")
 
 
 @dataclass
@@ -41,13 +31,14 @@ class Pipeline:
     include_original: bool = True
     image_size: tuple[int, int] | None = None
     stages: list[Stage] = field(default_factory=list)
-    mix: MixConfig | None = None
+    mix: Mixing | None = None
     label_smoothing: float = 0.0
     source: str | None = None
+    classes: dict[str, ClassOverride] = field(default_factory=dict)
 
     def to_spec(self) -> dict[str, Any]:
         """The resolved pipeline: what the manifest records and what workers rebuild from."""
-        return {
+        spec = {
             "version": 1,
             "seed": self.seed,
             "copies": self.copies,
@@ -57,6 +48,9 @@ class Pipeline:
             "mix": self.mix.to_spec() if self.mix else None,
             "label_smoothing": self.label_smoothing,
         }
+        if self.classes:
+            spec["classes"] = {name: c.to_spec() for name, c in self.classes.items()}
+        return spec
 
     def copy_indices(self) -> list[int]:
         """The `copy` values written per source image, in order (0 = the original)."""
@@ -118,35 +112,6 @@ def _parse_error(exc: Exception) -> str:
     return str(exc)
 
 
-def _build_mix(spec: Any, path: str) -> MixConfig | None:
-    if spec is None or spec is False:
-        return None
-    if not isinstance(spec, Mapping):
-        raise ConfigError(path, f"expected a mapping with method, alpha, p; got {spec!r}")
-    keys = ("method", "alpha", "p")
-    for key in spec:
-        if key not in keys:
-            raise ConfigError(f"{path}.{key}", f"unknown key; accepted: {', '.join(keys)}{close_matches(key, keys)}")
-    method = spec.get("method", "cutmix")
-    if method not in MIX_METHODS:
-        raise ConfigError(f"{path}.method", f"{method!r} is not accepted; accepted: {', '.join(MIX_METHODS)}{close_matches(method, MIX_METHODS)}")
-    alpha = number(0, None, lo_open=True)(spec.get("alpha", 1.0), f"{path}.alpha")
-    p = number(0, 1)(spec.get("p", 0.5), f"{path}.p")
-    return MixConfig(method=method, alpha=alpha, p=p)
-
-
-def _build_stages(spec: Any, path: str) -> list[Stage]:
-    if spec is None:
-        return []
-    if not isinstance(spec, list):
-        raise ConfigError(path, f"expected a list of stages like [{{keras: {{...}}}}], got {type(spec).__name__}")
-    stages = []
-    for where, name, params in one_key_items(spec, path, "stage"):
-        cls = stage_class(name, where)
-        stages.append(cls.from_spec(params, f"{where}.{name}"))
-    return stages
-
-
 def build_pipeline(spec: Mapping[str, Any], source: str | None = None) -> Pipeline:
     """Validate a whole spec (file contents with CLI overrides merged) into a `Pipeline`."""
     try:
@@ -165,15 +130,17 @@ def _build(spec: Mapping[str, Any], source: str | None) -> Pipeline:
     if isinstance(version, bool) or version != 1:
         raise ConfigError("version", f"{version!r} is not supported; accepted: 1")
     seed = number(0, 2**63 - 1, integer=True)(spec.get("seed", 0), "seed")
-    stages = _build_stages(spec.get("stages"), "stages")
-    mix = _build_mix(spec.get("mix"), "mix")
+    stages = build_stages(spec.get("stages"), "stages")
+    mix = build_mixing(spec.get("mix"), "mix")
+    classes = build_classes(spec.get("classes"), "classes")
     default_copies = 1 if (stages or mix) else 0
     copies = spec.get("copies")
     copies = default_copies if copies is None else number(0, 10000, integer=True)(copies, "copies")
     include_original = boolean(spec.get("include_original", True), "include_original")
-    if copies == 0 and not include_original:
+    some_copies = copies > 0 or any((c.copies or 0) > 0 or c.target_count is not None for c in classes.values())
+    if not some_copies and not include_original:
         raise ConfigError("copies", "copies is 0 and include_original is false: nothing would be written")
-    if mix is not None and copies == 0:
+    if mix is not None and not some_copies:
         raise ConfigError("mix", "mixing applies to augmented copies, but copies is 0; set copies >= 1")
     return Pipeline(
         seed=seed,
@@ -184,6 +151,7 @@ def _build(spec: Mapping[str, Any], source: str | None) -> Pipeline:
         mix=mix,
         label_smoothing=number(0, 1, hi_open=True)(spec.get("label_smoothing", 0.0), "label_smoothing"),
         source=source,
+        classes=classes,
     )
 
 

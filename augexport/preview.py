@@ -72,10 +72,11 @@ def _fit(image: np.ndarray, cell: int) -> Image.Image:
     return img
 
 
-def _preview_units(items: list[Any], pipeline: Pipeline, n: int, copies: int, shuffle: bool) -> list[Unit]:
+def _preview_units(items: list[Any], class_names: list[str], pipeline: Pipeline, n: int, copies: int,
+                   shuffle: bool) -> list[Unit]:
     """The export's units (with its mixing partners) for the first n sources in export order."""
     units: list[Unit] = []
-    for block in plan_export(items, CopyPlan(pipeline), pipeline.mix, shuffle):
+    for block in plan_export(items, CopyPlan(pipeline, class_names, items), pipeline.mix, shuffle):
         for unit in block.units:
             units.append(Unit(unit.item, (0, *range(1, copies + 1)), unit.partners))
             if len(units) == n:
@@ -103,9 +104,10 @@ def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int
     listing = open_source(source, labels=labels, split=split, data_dir=data_dir)
     if not listing.items:
         raise UsageError(f"{source} has no readable images to preview")
-    renderer = Renderer(Job(pipeline.to_spec(), len(listing.class_names), encoding="png"))
+    renderer = Renderer(Job(pipeline.to_spec(), len(listing.class_names), encoding="png",
+                            class_names=tuple(listing.class_names)))
     rows = []
-    for unit in _preview_units(listing.items, pipeline, n, copies, shuffle):
+    for unit in _preview_units(listing.items, listing.class_names, pipeline, n, copies, shuffle):
         result = renderer.process_unit(unit)
         records = [decode_example(next(read_tfrecords(io.BytesIO(r.framed)))) for r in result.records]
         rows.append(PreviewRow(unit.item.source_id, records, result.error))

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .spec import Param, validate_mapping
+from .errors import ConfigError
+from .spec import Param, close_matches, one_key_items, validate_mapping
 
 REGISTRY: dict[str, type[Stage]] = {}
 
@@ -62,6 +63,16 @@ class Stage:
         """The entry this stage adds to a record's `params` list."""
         return {"stage": self.name, "params": params}
 
+    def render(self, rng: np.random.Generator, image: np.ndarray, apply_all: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+        """What the stage loop calls: sample from the record's generator, then apply. `apply_all`
+        (the build-time dry run) applies the stage whatever its `p`. Control stages override this:
+        they draw which children run, and each child samples on the image as it is by then."""
+        if apply_all:
+            params = self.sample(rng, image.shape)
+            return self.apply(image, params), params
+        params = self.draw(rng, image.shape)
+        return self.run(image, params), params
+
     # -- documentation ---------------------------------------------------------------------
     @classmethod
     def ops_rows(cls) -> list[tuple[str, str, str, str]]:
@@ -77,11 +88,13 @@ def register(cls: type[Stage]) -> type[Stage]:
 
 
 class StageFailed(Exception):
-    """Stage `index` of a stage list raised `error` (sampling or applying)."""
+    """Stage `index` of a stage list raised `error` (sampling or applying); `trail` names the
+    child stages of control stages down to the one that raised."""
 
-    def __init__(self, index: int, stage: Stage, error: Exception) -> None:
+    def __init__(self, index: int, stage: Stage, error: Exception, trail: list[str] | None = None) -> None:
         self.index, self.stage, self.error = index, stage, error
-        super().__init__(f"{stage.name}: {type(error).__name__}: {error}")
+        self.trail = [stage.name, *(trail or [])]
+        super().__init__(f"{' > '.join(self.trail)}: {type(error).__name__}: {error}")
 
 
 def run_stages(stages: Sequence[Stage], rng: np.random.Generator, image: np.ndarray, *,
@@ -93,13 +106,28 @@ def run_stages(stages: Sequence[Stage], rng: np.random.Generator, image: np.ndar
     params = []
     for i, stage in enumerate(stages):
         try:
-            if apply_all:
-                drawn = stage.sample(rng, image.shape)
-                image = stage.apply(image, drawn)
-            else:
-                drawn = stage.draw(rng, image.shape)
-                image = stage.run(image, drawn)
+            image, drawn = stage.render(rng, image, apply_all)
+        except StageFailed as inner:  # a control stage's child: keep the child's own error
+            raise StageFailed(i, stage, inner.error, [*inner.trail]) from inner.error
         except Exception as exc:  # any stage failure is reported with the stage that raised it
             raise StageFailed(i, stage, exc) from exc
         params.append(stage.record(drawn))
     return image, params
+
+
+def stage_class(name: str, path: str) -> type[Stage]:
+    """The stage class for a pipeline-file name; unknown names are a ConfigError at `path`.
+    (The built-in stages are registered once `augexport.stages` has been imported.)"""
+    if name not in REGISTRY:
+        raise ConfigError(path, f"unknown stage {name!r}; accepted: {', '.join(sorted(REGISTRY))}{close_matches(name, REGISTRY)}")
+    return REGISTRY[name]
+
+
+def build_stages(spec: Any, path: str) -> list[Stage]:
+    """A stage list `[{name: params}, ...]` -> stages; every error names its path."""
+    if spec is None:
+        return []
+    if not isinstance(spec, list):
+        raise ConfigError(path, f"expected a list of stages like [{{keras: {{...}}}}], got {type(spec).__name__}")
+    return [stage_class(name, where).from_spec(params, f"{where}.{name}")
+            for where, name, params in one_key_items(spec, path, "stage")]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, codec
+from .classes import check_classes
 from .device import BatchDevice, block_finisher
 from .device import resolve as resolve_device
 from .engine import Emitted, blocks_after, plan_export, run
@@ -112,7 +113,6 @@ class ExportRun:
             _check_beam(opts, [self.source, self.out_arg])
         self.pipeline: Pipeline = resolve_pipeline(opts.config, self._overrides())
         dry_run(self.pipeline, opts.channels)
-        self.plan: CopyPlan = make_plan(self.pipeline, self.tta["variants"] if self.tta else ())
         self.batch: BatchDevice = resolve_device("cpu" if opts.runner == "beam" else opts.device,
                                                  self.pipeline.mix is not None)
         self._check_source_and_out()
@@ -150,6 +150,7 @@ class ExportRun:
                                    data_dir=opts.data_dir, image_key=opts.image_key, label_key=opts.label_key,
                                    spool_dir=self.out if is_tfds(self.source) else None)
         self.names = SplitNames(dataset_name(opts.name or self.listing.name), opts.base_split(self.source))
+        self.plan: CopyPlan = self._plan(self.listing)
         for stale in self.outdir.entries():
             if stale.startswith(SPOOL_PREFIX) and stale != self.listing.spool_name:
                 self.outdir.remove(stale)  # left by a killed run
@@ -166,6 +167,16 @@ class ExportRun:
             state = load_for_resume(self.outdir, self.names, self.identity, journal)
             plan = resumed_plan(self.outdir, journal)
         return self._write(state, plan, resuming=journal is not None)
+
+    def _plan(self, listing: SourceListing) -> CopyPlan:
+        """The copy plan; per-class overrides are checked against the listed classes first."""
+        if self.pipeline.classes:
+            counts = [0] * len(listing.class_names)
+            for item in listing.items:
+                counts[item.label] += 1
+            check_classes(self.pipeline.classes, listing.class_names, counts, self.pipeline.include_original,
+                          self.pipeline.source)
+        return make_plan(self.pipeline, self.tta["variants"] if self.tta else (), listing.class_names, listing.items)
 
     def _identity(self) -> dict[str, Any]:
         o, listing = self.options, self.listing
@@ -205,7 +216,8 @@ class ExportRun:
         assert isinstance(opts.max_file_bytes, int)
         self.job = Job(self.pipeline.to_spec(), len(listing.class_names), opts.channels, opts.encoding, opts.quality,
                        opts.max_pixels, opts.max_file_bytes, keep_image=opts.keeps_images,
-                       variants=tuple(self.tta["variants"]) if self.tta else ())
+                       variants=tuple(self.tta["variants"]) if self.tta else (),
+                       class_names=tuple(listing.class_names) if self.pipeline.classes else ())
         c = state.counters
         self.progress = Progress(c.get("written", 0), c.get("mixed", 0),
                                  list(c.get("label_counts") or [0] * len(listing.class_names)),
@@ -225,7 +237,7 @@ class ExportRun:
     def _write_local(self, state: ResumeState) -> ExportResult:
         opts, listing = self.options, self.listing
         assert listing is not None
-        writer = ShardWriter(self.outdir, self.names, planned_total=self.plan.total([it.label for it in listing.items]),
+        writer = ShardWriter(self.outdir, self.names, planned_total=self.plan.total(listing.items),
                              num_shards=opts.num_shards, shard_bytes=opts.shard_bytes, compression=opts.compression,
                              finished=state.finished,
                              on_shard_closed=lambda info, last: self.journal.record(info, last, self.progress.snapshot())
@@ -355,6 +367,7 @@ class ExportRun:
             "errors_file": self.names.errors_file,
             **({"tta": self.tta} if self.tta is not None else {}),
             **({"featurewise_stats": self.stats} if self.stats is not None else {}),
+            **({"class_plan": self.plan.class_report(listing.items)} if self.pipeline.classes else {}),
             "timings": {"seconds": round(seconds, 3),
                         "images_per_s": round(len(listing.items) / seconds, 2) if seconds else None,
                         "workers": o.workers, "batch_size": o.batch_size, **timings},

@@ -19,13 +19,14 @@ import numpy as np
 
 from . import codec
 from .errors import DecodeError
+from .mixing import streams
 from .pipeline import Pipeline, build_pipeline
 from .plan import CopyPlan, make_plan
 from .records import Record, encode_example, frame
 from .registry import StageFailed, run_stages
 from .rng import example_rng
 from .sources import DEFAULT_MAX_FILE_BYTES, SourceItem
-from .stages.mix import apply_mix, match_size, sample_mix, soft_label
+from .stages.mix import apply_mix, match_size, mixed_label, sample_mix
 from .stages.tta import VariantError
 
 
@@ -42,29 +43,47 @@ class Job:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     keep_image: bool = False
     variants: tuple[dict[str, Any], ...] = ()  # TTA: copy k renders variant k (plan.TtaPlan)
+    class_names: tuple[str, ...] = ()  # per-class stages (`classes:`) are looked up by name
     defer_mix: bool = False  # leave mixing (and encoding the mixed copies) to the main process
 
 
 @dataclass(frozen=True)
+class Partner:
+    """The partner mix entry `entry` uses for a copy: another image of the block, and which copy."""
+
+    entry: int
+    item: SourceItem
+    copy: int
+
+
+@dataclass(frozen=True)
 class Unit:
-    """One source image and the copies to make of it; `partners[copy]` = (partner item, its copy)."""
+    """One source image and the copies to make of it; `partners[copy]`: its mix entries' partners."""
 
     item: SourceItem
     copies: tuple[int, ...]
-    partners: dict[int, tuple[SourceItem, int]] = field(default_factory=dict)
+    partners: dict[int, list[Partner]] = field(default_factory=dict)
+
+
+@dataclass
+class MixStep:
+    """One mix entry applied to a copy: the partner's augmented copy (at the base's size) and the
+    sampled entry recorded in params."""
+
+    partner: np.ndarray
+    entry: dict[str, Any]
+    partner_id: str
+    partner_label: int
 
 
 @dataclass
 class PendingMix:
-    """A copy whose mixing is left to the main process: the augmented base, the partner's augmented
-    copy already resized to the base's size, the stage params so far and the sampled mix entry."""
+    """A copy whose mixing is left to the main process: the augmented base, the stage params so
+    far and the mix steps to apply in order."""
 
     base: np.ndarray
-    partner: np.ndarray
     params: list[dict[str, Any]]
-    entry: dict[str, Any]
-    partner_id: str
-    partner_label: int
+    steps: list[MixStep]
 
 
 @dataclass
@@ -90,7 +109,7 @@ class Renderer:
     def __init__(self, job: Job) -> None:
         self.job = job
         self.pipeline: Pipeline = build_pipeline(job.pipeline_spec)
-        self.plan: CopyPlan = make_plan(self.pipeline, job.variants)
+        self.plan: CopyPlan = make_plan(self.pipeline, job.variants, job.class_names)
         self.decoder = codec.Decoder(job.channels, self.pipeline.image_size, job.max_pixels)
 
     def decode(self, item: SourceItem) -> np.ndarray:
@@ -126,55 +145,62 @@ class Renderer:
         return UnitOut(item.source_id, out)
 
     def _finish_copy(self, unit: Unit, copy: int, image: np.ndarray, params: list[dict[str, Any]]) -> RecordOut:
-        """Mix the copy if it has a partner (or leave that to the main process), encode, frame."""
+        """Mix the copy if it has partners (or leave that to the main process), encode, frame."""
         item = unit.item
-        mix = self._prepare_mix(item.source_id, copy, image, params, *unit.partners[copy]) \
-            if copy in unit.partners else None
-        if mix is None:
+        steps = self._mix_steps(item.source_id, copy, image, unit.partners.get(copy, []))
+        if not steps:
             return self.build_record(item.source_id, item.label, copy, image, params)
         if self.job.defer_mix:
-            return RecordOut(copy, b"", item.label, False, None, pending=mix)
-        return self.build_record(item.source_id, item.label, copy, apply_mix(mix.base, mix.partner, mix.entry), params, mix)
+            return RecordOut(copy, b"", item.label, False, None, pending=PendingMix(image, params, steps))
+        mixed = image
+        for step in steps:
+            mixed = apply_mix(mixed, step.partner, step.entry)
+        return self.build_record(item.source_id, item.label, copy, mixed, params, steps)
 
     def build_record(self, source_id: str, label: int, copy: int, image: np.ndarray, params: list[dict[str, Any]],
-                     mix: PendingMix | None = None) -> RecordOut:
-        """Encode and frame one record; `image` is already mixed when `mix` is given. Shared by the
-        worker and the main-process batch stage, so both write the same record."""
-        mixed_with, lam, partner_label = "", 1.0, None
-        if mix is not None:
-            params = [*params, mix.entry]
-            if mix.entry["lambda"] < 1.0:  # an empty CutMix box pastes nothing: the record is not mixed
-                mixed_with, lam, partner_label = mix.partner_id, mix.entry["lambda"], mix.partner_label
+                     steps: list[MixStep] = ()) -> RecordOut:  # type: ignore[assignment]
+        """Encode and frame one record; `image` is already mixed by `steps`. Shared by the worker
+        and the main-process batch stage, so both write the same record. An empty CutMix box
+        pastes nothing (lambda 1): that step does not count as mixing."""
+        params = [*params, *(s.entry for s in steps)]
+        mixing = [(s.partner_label, s.entry["lambda"]) for s in steps if s.entry["lambda"] < 1.0]
+        first = next((s for s in steps if s.entry["lambda"] < 1.0), None)
         encoded = codec.encode(image, self.job.encoding, self.job.quality)
         record = Record(
             image=encoded,
             label=label,
-            soft_label=soft_label(label, self.job.num_classes, self.pipeline.label_smoothing, partner_label, lam),
+            soft_label=mixed_label(label, self.job.num_classes, self.pipeline.label_smoothing, mixing),
             source_id=source_id,
             copy=copy,
             variant=self.plan.variant(copy),
-            mix_source_id=mixed_with,
-            mix_lambda=lam,
+            mix_source_id=first.partner_id if first else "",
+            mix_lambda=first.entry["lambda"] if first else 1.0,
             params=params,
         )
-        return RecordOut(copy, frame(encode_example(record.features())), label, bool(mixed_with),
+        return RecordOut(copy, frame(encode_example(record.features())), label, first is not None,
                          encoded if self.job.keep_image else None)
 
-    def _prepare_mix(self, source_id: str, copy: int, image: np.ndarray, params: list[dict[str, Any]],
-                     partner: SourceItem, partner_copy: int) -> PendingMix | None:
-        """The partner's own augmented copy (recomputed here: same bytes in any worker) and the
-        sampled mix params; None when the partner cannot be rendered (this copy then stays unmixed)."""
-        try:
-            partner_pixels = self.decode(partner)
-            partner_image, _ = self.augment(partner.source_id, partner.label, partner_copy, partner_pixels)
-        except Exception:  # unreadable, or a stage fails on it: the partner is skipped on its own
-            return None
+    def _mix_steps(self, source_id: str, copy: int, image: np.ndarray, partners: list[Partner]) -> list[MixStep]:
+        """Each partner's own augmented copy (recomputed here: same bytes in any worker) and the
+        sampled entry; a partner that cannot be rendered is left out (that entry does not mix)."""
         mix = self.pipeline.mix
-        assert mix is not None
-        rng = example_rng(self.pipeline.seed, source_id, copy, "mix-params")
-        drawn = sample_mix(rng, mix.method, mix.alpha, image.shape[0], image.shape[1])
-        return PendingMix(image, match_size(partner_image, image.shape), params,
-                          {"stage": "mix", **drawn, "partner_copy": partner_copy}, partner.source_id, partner.label)
+        steps = []
+        for partner in partners:
+            try:
+                pixels = self.decode(partner.item)
+                partner_image, _ = self.augment(partner.item.source_id, partner.item.label, partner.copy, pixels)
+            except Exception:  # unreadable, or a stage fails on it: the partner is skipped on its own
+                continue
+            assert mix is not None
+            entry = mix.entries[partner.entry]
+            rng = example_rng(self.pipeline.seed, source_id, copy, streams(partner.entry)[1])
+            drawn = sample_mix(rng, entry.draw_method(rng), entry.alpha, image.shape[0], image.shape[1])
+            recorded = {"stage": "mix", **drawn, "partner_copy": partner.copy}
+            if partner.entry > 0:  # the first entry's partner is the record's mix_source_id
+                recorded["partner_source_id"] = partner.item.source_id
+            steps.append(MixStep(match_size(partner_image, image.shape), recorded, partner.item.source_id,
+                                 partner.item.label))
+        return steps
 
 
 _RENDERER: Renderer | None = None

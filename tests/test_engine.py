@@ -18,7 +18,7 @@ from augexport.plan import CopyPlan
 from augexport.rng import example_rng
 from augexport.sources import SourceItem
 from augexport.stages.mix import pick_partner, wants_mix
-from augexport.worker import RecordOut, UnitOut
+from augexport.worker import Partner, RecordOut, UnitOut
 
 
 def _items(n: int) -> list[SourceItem]:
@@ -40,7 +40,7 @@ def test_partner_planning_equals_the_list_based_reference(copies: int, include_o
                 candidates = [(j, c2) for j, c2 in augmented if j != i]
                 if candidates:
                     j, c2 = candidates[pick_partner(rng, len(candidates))]
-                    expected = (chunk[j], c2)
+                    expected = [Partner(0, chunk[j], c2)]
             assert block.units[i].partners.get(c) == expected
 
 

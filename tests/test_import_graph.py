@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "augexport"
 LEVELS = {
     "augexport": 0, "errors": 0, "rng": 0, "spec": 0, "naming": 0,
     "outdir": 1, "records": 1, "codec": 1, "registry": 1, "imgaug_compat": 1, "specfile": 1,
-    "sources": 2, "stages": 2, "manifest": 2, "sinks": 2,
+    "sources": 2, "stages": 2, "manifest": 2, "sinks": 2, "mixing": 2, "classes": 2,
     "pipeline": 3,
     "plan": 4, "featurewise": 4, "reader": 4, "options": 4, "resume": 4,
     "worker": 5,

@@ -28,6 +28,14 @@ SPECS = {
     "random_resized_crop": {"scale": [0.2, 0.9], "ratio": [0.6, 1.6], "interpolation": "nearest"},
     "tf_image": [{"random_brightness": {"max_delta": 0.2}}, {"random_hue": {"max_delta": 0.05}},
                  {"random_crop": {"size": 0.8}}],
+    # control stages: the choice and every child's params are recorded, so a copy replays
+    "one_of": {"children": [{"cutout": {"size": 0.4}}, {"tta_dihedral": {"op": "rot180"}},
+                            {"tf_image": [{"random_brightness": {"max_delta": 0.3}}]}], "weights": [1, 2, 1]},
+    "sequential": {"children": [{"random_erasing": {"p": 1.0}}, {"keras": {"rotation_range": 30}}],
+                   "random_order": True},
+    "some_of": {"n": [1, 2], "children": [{"gridmask": {}}, {"cutout": {"count": 2}},
+                                          {"one_of": [{"tta_dihedral": {"op": "hflip"}}, {"grayscale": {}}]}],
+                "random_order": True},
     # the TTA variant stages are deterministic: every "seed" gives the same, changed, image
     "tta_brightness": {"factor": 1.3},
     "tta_crop": {"corner": "br", "size": ["frac", 0.75, 0.75], "hflip": True},
@@ -55,11 +63,11 @@ def test_stage_contract(name: str, channels: int) -> None:
     before = image.copy()
     changed = 0
     for seed in range(12):
-        params = stage.draw(np.random.Generator(np.random.PCG64(seed)), image.shape)
-        again = stage.draw(np.random.Generator(np.random.PCG64(seed)), image.shape)
+        out, params = stage.render(np.random.Generator(np.random.PCG64(seed)), image)  # what the stage loop does
+        again = stage.render(np.random.Generator(np.random.PCG64(seed)), image)[1]
         assert params == again  # sampling depends only on the generator
         replayed = json.loads(json.dumps(params))  # plain JSON, as stored in the record
-        out = stage.run(image, params)
+        np.testing.assert_array_equal(stage.run(image, params), out)  # apply is the pure half of render
         np.testing.assert_array_equal(image, before)  # input not modified in place
         assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == channels
         np.testing.assert_array_equal(stage.run(image, replayed), out)  # the record's params replay it

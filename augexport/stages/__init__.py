@@ -14,19 +14,13 @@ from . import tf_image  # noqa: F401
 from . import randaugment  # noqa: F401
 from . import augmix  # noqa: F401
 from . import tta  # noqa: F401
+from . import control  # noqa: F401
 
-from ..errors import ConfigError
-from ..registry import REGISTRY, Stage
-from ..spec import close_matches
+from ..registry import REGISTRY, Stage, stage_class
+
+__all__ = ["builtin_stages", "stage_class"]
 
 
 def builtin_stages() -> dict[str, type[Stage]]:
     """Every registered stage by name (importing this package registered the built-in ones)."""
     return REGISTRY
-
-
-def stage_class(name: str, path: str) -> type[Stage]:
-    """The stage class for a pipeline-file name; unknown names are a ConfigError at `path`."""
-    if name not in REGISTRY:
-        raise ConfigError(path, f"unknown stage {name!r}; accepted: {', '.join(sorted(REGISTRY))}{close_matches(name, REGISTRY)}")
-    return REGISTRY[name]

@@ -11,21 +11,31 @@ lambda and the box (stream "mix-params"). CutMix maths (the paper's):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 
-def soft_label(label: int, num_classes: int, smoothing: float = 0.0,
-               partner_label: int | None = None, lam: float = 1.0) -> np.ndarray:
-    """lam·onehot(label) + (1−lam)·onehot(partner), then label smoothing; float32 summing to 1."""
+def mixed_label(label: int, num_classes: int, smoothing: float = 0.0,
+                mixing: Sequence[tuple[int, float]] = ()) -> np.ndarray:
+    """onehot(label), then y <- lam·y + (1−lam)·onehot(partner) for each (partner, lam) in order
+    (chained mixing composes exactly), then label smoothing; float32 summing to 1."""
     y = np.zeros(num_classes, dtype=np.float64)
-    y[label] += lam
-    if partner_label is not None and lam < 1.0:
+    y[label] = 1.0
+    for partner_label, lam in mixing:
+        y *= lam
         y[partner_label] += 1.0 - lam
     if smoothing:
         y = y * (1.0 - smoothing) + smoothing / num_classes
     return y.astype(np.float32)
+
+
+def soft_label(label: int, num_classes: int, smoothing: float = 0.0,
+               partner_label: int | None = None, lam: float = 1.0) -> np.ndarray:
+    """lam·onehot(label) + (1−lam)·onehot(partner), then label smoothing (one mix entry)."""
+    mixing = [(partner_label, lam)] if partner_label is not None and lam < 1.0 else []
+    return mixed_label(label, num_classes, smoothing, mixing)
 
 
 def wants_mix(rng: np.random.Generator, p: float) -> bool:
