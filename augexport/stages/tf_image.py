@@ -41,10 +41,6 @@ from ..spec import (
 _INV255 = np.float32(1.0 / 255.0)
 #: TF's float32 value of every uint8 level: convert_image_dtype(v) = v · (1/255)
 _LEVELS = np.arange(256, dtype=np.float32) * _INV255
-_INTS = np.arange(256, dtype=np.float32)  # k -> float(k), as a LUT for uint8 planes
-_EVENS = _INTS - _INTS % 2  # k -> 2·floor(k/2)
-_ODD = (np.arange(256) % 2).astype(np.uint8)
-_TINY = np.float32(np.finfo(np.float32).tiny)  # a divisor that keeps 0/0 at 0 and changes no other quotient
 #: Pixels per pass of the HSV kernels: the temporaries of one pass stay in L2 and are allocated once.
 _RUN = 1 << 16
 
@@ -125,9 +121,10 @@ def _pixel_runs(image: np.ndarray, kernel: Callable[..., None], planes: tuple[in
         scratch.append(block[at : at + run * width].view(dtype).reshape(1, run))
         at += run * width
     out = np.empty_like(px)
-    for i in range(0, n, run):
-        m = min(run, n - i)
-        kernel(px[:, i : i + m], out[:, i : i + m], [p[:, :m] for p in scratch], *args)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the kernels patch their 0/0s
+        for i in range(0, n, run):
+            m = min(run, n - i)
+            kernel(px[:, i : i + m], out[:, i : i + m], [p[:, :m] for p in scratch], *args)
     return out.reshape(image.shape)
 
 
@@ -153,17 +150,37 @@ def _by_sextant(k: np.ndarray, hi: np.ndarray, mid: np.ndarray, lo: np.ndarray, 
     cv2.merge(chans, dst=out)
 
 
+def _levels(u8: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """TF's float32 value of uint8 levels, into `out` (float32(v) · (1/255), 3x faster than a LUT)."""
+    return np.multiply(u8, _INV255, out=out)
+
+
 def _flip_where_odd(x: np.ndarray, k: np.ndarray, tmp: np.ndarray, mask: np.ndarray) -> None:
     """x = 1 − x where k is odd (in place; a masked copy beats numpy's where= by 10x)."""
     import cv2
 
     np.subtract(np.float32(1), x, out=tmp)
-    cv2.copyTo(tmp, cv2.LUT(k, _ODD, dst=mask), x)
+    cv2.copyTo(tmp, np.bitwise_and(k, np.uint8(1), out=mask), x)
 
 
 #: adjust_hue's ordering tree, indexed by 4·(r < g) + (b >= min(r, g)) + 2·(b > max(r, g)).
 _HUE_CATEGORY = np.zeros(256, np.uint8)
 _HUE_CATEGORY[[0, 1, 3, 4, 5, 7]] = [0, 5, 4, 1, 2, 3]
+
+
+def _hue_category(r: np.ndarray, g: np.ndarray, b: np.ndarray, lo_rg: np.ndarray, hi_rg: np.ndarray,
+                  cat: np.ndarray, m1: np.ndarray, m2: np.ndarray) -> None:
+    """cat = TF's rgb_to_hv_range h_category, ties falling where its if-tree puts them."""
+    import cv2
+
+    np.less(r, g, out=m1.view(bool))
+    np.left_shift(m1, 2, out=m1)
+    np.greater_equal(b, lo_rg, out=m2.view(bool))
+    np.bitwise_or(m1, m2, out=m1)
+    np.greater(b, hi_rg, out=m2.view(bool))
+    np.left_shift(m2, 1, out=m2)
+    np.bitwise_or(m1, m2, out=m1)
+    cv2.LUT(m1, _HUE_CATEGORY, dst=cat)
 
 
 def _hue_run(px: np.ndarray, out: np.ndarray, s: list[np.ndarray], delta: float) -> None:
@@ -179,22 +196,14 @@ def _hue_run(px: np.ndarray, out: np.ndarray, s: list[np.ndarray], delta: float)
     cv2.max(hi_rg, b, dst=hi)
     cv2.min(lo_rg, b, dst=lo)
     cv2.max(lo_rg, cv2.min(hi_rg, b, dst=mid), dst=mid)
-    np.less(r, g, out=m1.view(bool))
-    np.left_shift(m1, 2, out=m1)
-    np.greater_equal(b, lo_rg, out=m2.view(bool))
-    np.bitwise_or(m1, m2, out=m1)
-    np.greater(b, hi_rg, out=m2.view(bool))
-    np.left_shift(m2, 1, out=m2)
-    np.bitwise_or(m1, m2, out=m1)
-    cv2.LUT(m1, _HUE_CATEGORY, dst=cat)
-    cv2.LUT(mid, _LEVELS, dst=fmid)
-    cv2.LUT(lo, _LEVELS, dst=flo)
-    cv2.LUT(hi, _LEVELS, dst=span)
-    np.subtract(span, flo, out=span)
-    np.subtract(fmid, flo, out=fmid)
-    np.divide(fmid, np.maximum(span, _TINY, out=hue), out=fmid)  # ratio; 0 on greys
+    _hue_category(r, g, b, lo_rg, hi_rg, cat, m1, m2)
+    _levels(lo, flo)
+    np.subtract(_levels(hi, span), flo, out=span)
+    np.subtract(_levels(mid, fmid), flo, out=fmid)
+    cv2.patchNaNs(np.divide(fmid, span, out=fmid), 0)  # the ratio; greys: 0/0 -> 0 (any h gives grey)
     _flip_where_odd(fmid, cat, tmp, m1)
-    np.add(cv2.LUT(cat, _INTS, dst=hue), fmid, out=hue)  # h = category + ratio, in [0, 6]
+    hue[...] = cat
+    np.add(hue, fmid, out=hue)  # h = category + ratio, in [0, 6]
     dh = np.float32(delta) * np.float32(6)
     np.add(hue, dh, out=hue)
     if dh < 0:
@@ -203,7 +212,8 @@ def _hue_run(px: np.ndarray, out: np.ndarray, s: list[np.ndarray], delta: float)
     np.subtract(hue, np.float32(6), out=tmp)
     cv2.copyTo(tmp, np.greater_equal(hue, 6, out=m1.view(bool)).view(np.uint8), hue)
     k[...] = hue  # truncation: the new sextant
-    np.subtract(hue, cv2.LUT(k, _INTS, dst=tmp), out=hue)
+    tmp[...] = k
+    np.subtract(hue, tmp, out=hue)
     _flip_where_odd(hue, k, tmp, m1)
     np.multiply(hue, span, out=hue)
     np.add(flo, hue, out=hue)
@@ -220,11 +230,9 @@ def adjust_hue(image: np.ndarray, delta: float) -> np.ndarray:
     return _pixel_runs(image, _hue_run, (0, 5, 16), delta)
 
 
-#: adjust_saturation's hue branch (r is the max, else g, else b), indexed by (r == v) + 2·(g == v),
-#: and the offset TF adds in that branch: 0, 2/6 or 4/6, in double precision.
-_SAT_BRANCH = np.pad(np.array([2, 0, 1, 0]), (0, 252)).astype(np.uint8)
-_SAT_OFFSET = np.pad(np.array([0.0, 2.0 / 6.0, 4.0 / 6.0]), (0, 253))
-_SAT_IS = [np.pad(np.where(np.arange(3) == br, 255, 0), (0, 253)).astype(np.uint8) for br in (0, 1)]
+#: adjust_saturation's hue offset, added in double precision, by branch code
+#: (r == v) + 2·(g == v and r != v): 0 -> b is the max (4/6), 1 -> r (0), 2 -> g (2/6).
+_SAT_OFFSET = np.pad(np.array([4.0 / 6.0, 0.0, 2.0 / 6.0]), (0, 253))
 
 
 def _saturation_hue(s: list[np.ndarray], planes: list[np.ndarray], span: np.ndarray, hh: np.ndarray,
@@ -232,14 +240,10 @@ def _saturation_hue(s: list[np.ndarray], planes: list[np.ndarray], span: np.ndar
     """hh = TF's rgb_to_hsv hue in [0, 1): norm · (p − q) + offset, the offset added in double."""
     import cv2
 
-    r, g, b, v8, p8, q8, m1, m2, br = s
-    np.equal(r, v8, out=m1.view(bool))
-    np.equal(g, v8, out=m2.view(bool))
-    np.left_shift(m2, 1, out=m2)
-    np.bitwise_or(m1, m2, out=m1)
-    cv2.LUT(m1, _SAT_BRANCH, dst=br)
-    cv2.LUT(br, _SAT_IS[0], dst=m1)
-    cv2.LUT(br, _SAT_IS[1], dst=m2)
+    r, g, b, v8, p8, q8, m1, m2, code = s
+    rmax, gmax = m1.view(bool), m2.view(bool)
+    np.equal(r, v8, out=rmax)  # TF tests r == v first, then g == v
+    np.greater(np.equal(g, v8, out=gmax), rmax, out=gmax)
     p8[...] = r  # (p, q) = (g, b), (b, r) or (r, g) by branch
     q8[...] = g
     cv2.copyTo(b, m2, p8)
@@ -247,11 +251,12 @@ def _saturation_hue(s: list[np.ndarray], planes: list[np.ndarray], span: np.ndar
     cv2.copyTo(g, m1, p8)
     cv2.copyTo(b, m1, q8)
     fp, fq = planes
-    np.subtract(cv2.LUT(p8, _LEVELS, dst=fp), cv2.LUT(q8, _LEVELS, dst=fq), out=fp)
+    np.subtract(_levels(p8, fp), _levels(q8, fq), out=fp)
     np.multiply(span, np.float32(6), out=tmp)
-    np.divide(np.float32(1), np.maximum(tmp, _TINY, out=tmp), out=tmp)  # greys: p − q = 0 anyway
-    np.multiply(tmp, fp, out=fp)
-    np.add(cv2.LUT(br, _SAT_OFFSET, dst=d64), fp, out=d64)
+    np.divide(np.float32(1), tmp, out=tmp)  # inf on greys: inf · 0 below is NaN, patched to 0
+    cv2.patchNaNs(np.multiply(tmp, fp, out=fp), 0)
+    np.bitwise_or(m1, np.left_shift(m2, 1, out=code), out=code)
+    np.add(cv2.LUT(code, _SAT_OFFSET, dst=d64), fp, out=d64)
     hh[...] = d64
     np.add(hh, np.float32(1), out=tmp)
     cv2.copyTo(tmp, np.less(hh, 0, out=m1.view(bool)).view(np.uint8), hh)
@@ -263,22 +268,23 @@ def _saturation_run(px: np.ndarray, out: np.ndarray, s: list[np.ndarray], factor
 
     d64 = s[0]
     v, span, sat, x, hh, tmp = s[1:7]
-    r, g, b, v8, lo8, p8, q8, m1, m2, br, k, c0, c1, c2 = s[7:]
+    r, g, b, v8, lo8, p8, q8, m1, m2, code, k, c0, c1, c2 = s[7:]
     cv2.split(px, [r, g, b])
     cv2.max(cv2.max(r, g, dst=v8), b, dst=v8)
     cv2.min(cv2.min(r, g, dst=lo8), b, dst=lo8)
-    cv2.LUT(v8, _LEVELS, dst=v)
-    np.subtract(v, cv2.LUT(lo8, _LEVELS, dst=span), out=span)
-    np.divide(span, np.maximum(v, _TINY, out=tmp), out=sat)
-    _saturation_hue([r, g, b, v8, p8, q8, m1, m2, br], [x, hh], span, hh, tmp, d64)
+    np.subtract(_levels(v8, v), _levels(lo8, span), out=span)
+    cv2.patchNaNs(np.divide(span, v, out=sat), 0)  # black: 0/0 -> 0
+    _saturation_hue([r, g, b, v8, p8, q8, m1, m2, code], [x, hh], span, hh, tmp, d64)
     np.multiply(sat, np.float32(factor), out=sat)
-    np.minimum(sat, np.float32(1), out=sat)
+    if factor > 1:
+        cv2.threshold(sat, 1.0, 1.0, cv2.THRESH_TRUNC, dst=sat)  # min(1, ·); s · factor <= 1 otherwise
     c, m, dh = sat, span, hh
     np.multiply(sat, v, out=c)
     np.subtract(v, c, out=m)
     np.multiply(hh, np.float32(6), out=dh)
     k[...] = dh  # truncation: the sextant
-    np.subtract(dh, cv2.LUT(k, _EVENS, dst=tmp), out=x)  # dh mod 2, exact
+    tmp[...] = np.bitwise_and(k, np.uint8(0xFE), out=lo8)
+    np.subtract(dh, tmp, out=x)  # dh mod 2, exact
     np.subtract(x, np.float32(1), out=x)
     np.abs(x, out=x)
     np.subtract(np.float32(1), x, out=x)
