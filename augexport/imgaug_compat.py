@@ -22,6 +22,9 @@ before imgaug is first imported, then patches the augmenters (once) and returns 
   `augment_one` the same result as `aug(image=...)` without the batch normalization round trip.
 - Sweeping every augmenter class with default (or minimal) arguments (tests/test_imgaug.py)
   found no further breaks on numpy 2.2 / OpenCV 4.12 / scipy / scikit-image.
+- Start-up: `imgaug.parameters` imports `scipy.stats` (~0.35 s, about 40% of importing imgaug,
+  paid again by every worker process) for one parameter, TruncatedNormal. Unless something loaded
+  it already, `scipy.stats` is entered as a stand-in that imports the real module on first use.
 
 Nothing here touches imgaug's global RNG; augexport always passes explicit seeds.
 """
@@ -162,6 +165,33 @@ def _patch_augmenters() -> None:
     _patch_seed(meta, iarandom)
 
 
+class _OnFirstUse(types.ModuleType):
+    """A stand-in for a module in sys.modules: the first attribute read imports the real module,
+    which then replaces the stand-in (in sys.modules and on its parent package)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        import sys
+
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        real = importlib.import_module(name)
+        parent, _, child = name.rpartition(".")
+        setattr(sys.modules[parent], child, real)
+        return getattr(real, attr)
+
+
+def _defer_import(name: str) -> None:
+    import sys
+
+    if name in sys.modules:
+        return
+    parent, _, child = name.rpartition(".")
+    package = importlib.import_module(parent)
+    sys.modules[name] = stand_in = _OnFirstUse(name)
+    setattr(package, child, stand_in)
+
+
 def import_imgaug() -> types.ModuleType:
     """Patch (once) and import imgaug; returns `imgaug.augmenters`."""
     global _PATCHED
@@ -170,6 +200,7 @@ def import_imgaug() -> types.ModuleType:
                          "pip install --no-deps -r requirements/imgaug.txt (see README, Installing)")
     if not _PATCHED:
         _numpy_aliases()
+        _defer_import("scipy.stats")
         _patch_augmenters()
         _PATCHED = True
     import imgaug.augmenters as iaa

@@ -317,3 +317,20 @@ def _replay_records(src: Path, config: Path, shard: bytes) -> None:
         assert replayed == ex["image"][0]
         augmented += 1
     assert augmented > 0
+
+
+def test_scipy_stats_is_imported_only_when_imgaug_uses_it() -> None:
+    """import_imgaug defers scipy.stats (start-up of every worker); TruncatedNormal still works."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from augexport.imgaug_compat import import_imgaug; iaa = import_imgaug()\n"
+            "import numpy as np, imgaug.parameters as iap\n"
+            "loaded = 'scipy.stats._stats_py' in sys.modules\n"
+            "x = iap.TruncatedNormal(0.0, 1.0, low=-1.0, high=1.0).draw_samples(1000, random_state=1)\n"
+            "from scipy.stats import truncnorm\n"
+            "import scipy.stats\n"
+            "assert sys.modules['scipy.stats'] is scipy.stats and scipy.stats.truncnorm is truncnorm\n"
+            "print(loaded, bool(-1 <= x.min() and x.max() <= 1 and abs(x.mean()) < 0.1))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
