@@ -57,42 +57,33 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def _apply_lut(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """uint8 -> uint8 through one 256-entry table per channel (lut: 256 x C)."""
+    """uint8 -> uint8 through one 256-entry table per channel (lut: 256 x C), or one for all (256,)."""
     import cv2
 
     img = np.ascontiguousarray(image)
-    if img.shape[2] == 1:
-        return cv2.LUT(img[..., 0], np.ascontiguousarray(lut[:, 0])).reshape(img.shape)
+    if lut.ndim == 1 or img.shape[2] == 1:  # one table: the image as a single-channel plane
+        return cv2.LUT(img.reshape(img.shape[0], -1), np.ascontiguousarray(lut.reshape(256))).reshape(img.shape)
     return cv2.LUT(img, np.ascontiguousarray(lut.reshape(256, 1, img.shape[2]))).reshape(img.shape)
 
 
 # -- pure kernels (uint8 in, uint8 out, input never modified) -------------------------------------
 def adjust_brightness(image: np.ndarray, delta: float) -> np.ndarray:
     """x + delta per value, so a 256-entry table of TF's float results."""
-    table = to_uint8(_LEVELS + np.float32(delta))
-    return _apply_lut(image, np.repeat(table[:, None], image.shape[2], axis=1))
+    return _apply_lut(image, to_uint8(_LEVELS + np.float32(delta)))
 
 
 def channel_means(image: np.ndarray) -> np.ndarray:
     """Per-channel float32 means exactly as TF's AdjustContrastv2 kernel takes them: the pixels are
     summed by folding the plane in halves (x[:n/2] + x[n/2:], repeated), then times float32(1/n).
     numpy's own float32 mean rounds differently and is a level off on large images."""
-    import cv2
-
     c = image.shape[2]
-    x = cv2.LUT(np.ascontiguousarray(image), _LEVELS).reshape(-1, c)
-    n = x.shape[0]
-    right = n // 2
-    left = n - right
-    acc = np.empty((left, c), np.float32)
-    np.add(x[left:], x[:right], out=acc[:right])
-    if left > right:
-        acc[right] = x[right]
+    x = np.multiply(image.reshape(-1, c), _INV255)  # TF's float32 values; folded in place below
+    n = left = x.shape[0]
     while left > 1:
         right = left // 2
-        left -= right
-        np.add(acc[:right], acc[left:left + right], out=acc[:right])
-    return acc[0] * (np.float32(1) / np.float32(n))
+        left -= right  # an odd middle row stays as it is, as in TF
+        np.add(x[:right], x[left:left + right], out=x[:right])
+    return x[0] * (np.float32(1) / np.float32(n))
 
 
 def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
@@ -114,17 +105,19 @@ def _pixel_runs(image: np.ndarray, kernel: Callable[..., None], planes: tuple[in
     px = np.ascontiguousarray(image).reshape(1, -1, 3)  # one row: OpenCV's masked ops loop per row
     n = px.shape[1]
     run = max(1, min(n, _RUN))
-    widths = [(8, np.float64)] * planes[0] + [(4, np.float32)] * planes[1] + [(1, np.uint8)] * planes[2]
-    block = np.empty(run * sum(w for w, _ in widths), np.uint8)
-    scratch, at = [], 0
-    for width, dtype in widths:  # widest first, so every plane is aligned
-        scratch.append(block[at : at + run * width].view(dtype).reshape(1, run))
-        at += run * width
+    layout = ((np.float64, planes[0]), (np.float32, planes[1]), (np.uint8, planes[2]))
+    block = np.empty(run * sum(np.dtype(dtype).itemsize * count for dtype, count in layout), np.uint8)
+    scratch: list[np.ndarray] = []
+    at = 0
+    for dtype, count in layout:  # widest first, so every plane is aligned
+        size = run * np.dtype(dtype).itemsize * count
+        scratch.extend(block[at : at + size].view(dtype).reshape(count, 1, run))  # 1 x run planes
+        at += size
     out = np.empty_like(px)
     with np.errstate(divide="ignore", invalid="ignore"):  # the kernels patch their 0/0s
         for i in range(0, n, run):
             m = min(run, n - i)
-            kernel(px[:, i : i + m], out[:, i : i + m], [p[:, :m] for p in scratch], *args)
+            kernel(px[:, i : i + m], out[:, i : i + m], scratch if m == run else [p[:, :m] for p in scratch], *args)
     return out.reshape(image.shape)
 
 
