@@ -29,7 +29,7 @@ def _stage(**config: object) -> object:
 
 
 @pytest.fixture(scope="module")
-def tf():  # noqa: ANN201 - the tensorflow module
+def tf():  # the tensorflow module
     return pytest.importorskip("tensorflow")
 
 

@@ -132,6 +132,39 @@ def sweep_names() -> list[str]:
 def test_every_accepted_augmenter_runs_deterministically(name: str) -> None:
     stage = _stage([{name: REQUIRED_ARGS.get(name, {})}])
     _check_seeded(stage, [_image(32, 40, s) for s in range(3)])
+    img = _image(32, 40, 9)
+    for seed in (5, 2**62 + 3):  # the stage's fast reseed and call == imgaug's seed_ and __call__
+        assert np.array_equal(stage.apply(img, {"seed": seed}), run_seeded(stage.augmenter, img, seed))
+
+
+def _rng_states(aug: object) -> list:
+    from imgaug.augmenters.meta import Augmenter
+
+    state = aug.random_state.generator.bit_generator.state
+    out = [(type(aug).__name__, state["state"]["state"].tolist(), state["has_uint32"], state["uinteger"])]
+    for lst in aug.get_children_lists():
+        for child in ([lst] if isinstance(lst, Augmenter) and lst is not aug else lst):
+            out.extend(_rng_states(child))
+    return out
+
+
+def test_tree_seeder_sets_every_generator_as_seed_does() -> None:
+    from augexport.imgaug_compat import TreeSeeder
+
+    stage = _stage([
+        {"SomeOf": {"n": [1, 2], "random_order": True, "children": [{"Multiply": {"mul": [0.8, 1.2]}}, "CLAHE"]}},
+        {"Sometimes": {"p": 0.5, "then": [{"Affine": {"scale": [0.8, 1.2]}}], "else": ["Grayscale"]}},
+        "MultiplyAndAddToBrightness",
+        {"WithColorspace": {"to_colorspace": "HSV", "children": [{"WithChannels": {"channels": 0, "children": ["Invert"]}}]}},
+        {"OneOf": {"children": ["Fliplr", {"Sequential": {"children": ["Flipud"], "random_order": True}}]}},
+    ])
+    aug, seeder = stage.augmenter, TreeSeeder(stage.augmenter)
+    for seed in (0, 1, 77, 2**31, 2**63 - 2):
+        aug.seed_(seed)
+        expected = _rng_states(aug)
+        seeder(seed)
+        assert _rng_states(aug) == expected
+        assert len(expected) > 15
 
 
 def test_sweep_covers_imgaug_and_pillike() -> None:
@@ -284,3 +317,20 @@ def _replay_records(src: Path, config: Path, shard: bytes) -> None:
         assert replayed == ex["image"][0]
         augmented += 1
     assert augmented > 0
+
+
+def test_scipy_stats_is_imported_only_when_imgaug_uses_it() -> None:
+    """import_imgaug defers scipy.stats (start-up of every worker); TruncatedNormal still works."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from augexport.imgaug_compat import import_imgaug; iaa = import_imgaug()\n"
+            "import numpy as np, imgaug.parameters as iap\n"
+            "loaded = 'scipy.stats._stats_py' in sys.modules\n"
+            "x = iap.TruncatedNormal(0.0, 1.0, low=-1.0, high=1.0).draw_samples(1000, random_state=1)\n"
+            "from scipy.stats import truncnorm\n"
+            "import scipy.stats\n"
+            "assert sys.modules['scipy.stats'] is scipy.stats and scipy.stats.truncnorm is truncnorm\n"
+            "print(loaded, bool(-1 <= x.min() and x.max() <= 1 and abs(x.mean()) < 0.1))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]

@@ -26,12 +26,12 @@ MAX_FRACTION = 1e-3
 
 
 @pytest.fixture(scope="module")
-def tf():  # noqa: ANN201 - the tensorflow module
+def tf():  # the tensorflow module
     return pytest.importorskip("tensorflow")
 
 
 @pytest.fixture(scope="module")
-def kcv():  # noqa: ANN201 - the keras_cv module
+def kcv():  # the keras_cv module
     return pytest.importorskip("keras_cv")
 
 

@@ -126,7 +126,7 @@ def test_area_is_uniform_and_ratio_log_uniform_ks() -> None:
 
 
 @pytest.fixture(scope="module")
-def tf():  # noqa: ANN201 - the tensorflow module
+def tf():  # the tensorflow module
     return pytest.importorskip("tensorflow")
 
 

@@ -9,9 +9,10 @@ classes whose own signature has `p` (Fliplr, Dropout, CoarseDropout, Sometimes, 
 imgaug's meaning.
 
 Determinism: `sample` draws one imgaug seed per example from the example generator; `apply`
-reseeds the whole augmenter tree with it (`Augmenter.seed_(seed)`, which derives every child's
-RNG from it) and augments that one image. The result depends only on the seed, never on what ran
-before in the process, and imgaug's global RNG is never used.
+reseeds the whole augmenter tree with it (as `Augmenter.seed_(seed)` does, which derives every
+child's RNG from it; `imgaug_compat.TreeSeeder` does the same faster) and augments that one image.
+The result depends only on the seed, never on what ran before in the process, and imgaug's global
+RNG is never used; it equals `run_seeded`, imgaug's own way.
 
 No batched path: imgaug draws a batch's parameters with one RNG as arrays of length N
 (`_draw_samples(nb_rows, random_state)`), so an image's result depends on its batch and its
@@ -183,6 +184,7 @@ class Imgaug(Stage):
     def __init__(self, config: Any, augmenter: Any) -> None:
         super().__init__(config)
         self.augmenter = augmenter
+        self._reseed: Any = None  # imgaug_compat.TreeSeeder, planned on first use
 
     @classmethod
     def from_spec(cls, spec: Any, path: str) -> Imgaug:
@@ -195,7 +197,12 @@ class Imgaug(Stage):
         return {"seed": int(rng.integers(0, 2**63 - 1))}
 
     def apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-        out = run_seeded(self.augmenter, image, params["seed"])
+        from ..imgaug_compat import TreeSeeder, augment_one
+
+        if self._reseed is None:
+            self._reseed = TreeSeeder(self.augmenter)
+        self._reseed(params["seed"])
+        out = augment_one(self.augmenter, image)
         if out is image:
             out = image.copy()
         return np.ascontiguousarray(out, dtype=np.uint8) if out.dtype != np.uint8 else out

@@ -159,7 +159,7 @@ def _flip_matrix(h: int, w: int, flip_h: bool, flip_v: bool) -> np.ndarray:
                      [0, -1 if flip_v else 1, h - 1 if flip_v else 0], [0, 0, 1]], dtype=np.float64)
 
 
-def _constant_outside(out: np.ndarray, m: np.ndarray, cval: int) -> np.ndarray:
+def _constant_outside(out: np.ndarray, m: np.ndarray, cval: float) -> np.ndarray:
     """scipy 'constant': output pixels whose source lies outside [0, W-1] x [0, H-1] become cval.
     Per row the inside is one interval of x (the map is affine), so the mask costs O(H) + one compare."""
     import cv2
@@ -206,17 +206,20 @@ def _wrap_remap(image: np.ndarray, m: np.ndarray, interp: int) -> np.ndarray:
 
 
 def _scipy_affine(image: np.ndarray, m: np.ndarray, mode: str, cval: float, order: int) -> np.ndarray:
-    """Spline orders 2..5 have no OpenCV equivalent: scipy per channel, as Keras does."""
+    """Spline orders 2..5 have no OpenCV equivalent: scipy per channel, as Keras does (float32 in,
+    float32 out; uint8 in, rounded uint8 out)."""
     import scipy.ndimage  # only for rare orders
 
     rc = m[[1, 0]][:, [1, 0, 2]]  # (x, y) -> (row, col)
     chans = [scipy.ndimage.affine_transform(image[..., c].astype(np.float32), rc[:, :2], rc[:, 2],
                                             order=order, mode=mode, cval=cval) for c in range(image.shape[2])]
-    return np.clip(np.rint(np.stack(chans, axis=-1)), 0, 255).astype(np.uint8)
+    out = np.stack(chans, axis=-1)
+    return out if image.dtype == np.float32 else np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def warp(image: np.ndarray, m: np.ndarray, fill_mode: str, cval: float, order: int) -> np.ndarray:
-    """Resample with `m` (output (x, y) -> source (x, y)) under scipy's fill-mode semantics."""
+    """Resample with `m` (output (x, y) -> source (x, y)) under scipy's fill-mode semantics; uint8
+    or float32 in, the same dtype out."""
     import cv2
 
     h, w = image.shape[:2]
@@ -230,7 +233,8 @@ def warp(image: np.ndarray, m: np.ndarray, fill_mode: str, cval: float, order: i
         out = cv2.warpAffine(src, m[:2], (w, h), flags=getattr(cv2, _INTERP[order]) | cv2.WARP_INVERSE_MAP,
                              borderMode=getattr(cv2, _BORDERS[fill_mode]))
         if fill_mode == "constant":
-            out = _constant_outside(out, m, int(np.clip(np.rint(cval), 0, 255)))
+            fill = cval if out.dtype == np.float32 else int(np.clip(np.rint(cval), 0, 255))
+            out = _constant_outside(out, m, fill)
     return out[..., None] if squeeze else out
 
 
@@ -246,20 +250,35 @@ def intensity_lut(lo: int, hi: int, channel_shift: float | None, brightness: flo
     return np.clip(np.trunc(np.float32(brightness) * v), 0, 255).astype(np.uint8)
 
 
+def _warp_then_brightness(image: np.ndarray, m: np.ndarray, fill_mode: str, cval: float, order: int,
+                          shift: float | None, brightness: float) -> np.ndarray:
+    """Keras hands PIL's brightness its float warp (and channel shift) truncated by
+    `astype('uint8')`; a uint8 warp rounds instead and came out half a level brighter on average.
+    So here the warp is float32 and the result truncated, then PIL's part is a table."""
+    x = warp(image.astype(np.float32), m, fill_mode, cval, order)
+    if shift is not None:
+        x = np.clip(x + np.float32(shift), x.min(), x.max())
+    levels = np.clip(x, 0, 255).astype(np.uint8)  # truncation (spline orders > 1 may overshoot)
+    out = intensity_lut(0, 255, None, brightness)[levels]
+    return np.ascontiguousarray(out)
+
+
 def apply_keras(image: np.ndarray, params: dict[str, Any], *, fill_mode: str = "nearest", cval: float = 0.0,
                 order: int = 1, fix_axes: bool = False) -> np.ndarray:
     """Pure kernel: `ImageDataGenerator(fill_mode, cval, interpolation_order).apply_transform` on uint8 HxWxC."""
     h, w = image.shape[:2]
     flip_h, flip_v = bool(params.get("flip_horizontal", False)), bool(params.get("flip_vertical", False))
+    shift, bright = params.get("channel_shift_intensity"), params.get("brightness")
     m = affine_matrix(params, h, w, fix_axes)
     out = image
     if m is not None:
         if flip_h or flip_v:
             m = m @ _flip_matrix(h, w, flip_h, flip_v)
+        if bright is not None and order != 0:  # nearest-neighbour warps are whole levels already
+            return _warp_then_brightness(image, m, fill_mode, cval, order, shift, bright)
         out = warp(image, m, fill_mode, cval, order)
     elif flip_h or flip_v:
         out = image[::-1 if flip_v else 1, ::-1 if flip_h else 1]
-    shift, bright = params.get("channel_shift_intensity"), params.get("brightness")
     if shift is not None or bright is not None:
         lo, hi = (int(out.min()), int(out.max())) if shift is not None else (0, 255)
         lut = intensity_lut(lo, hi, shift, bright)
