@@ -31,6 +31,11 @@ class ExportFailed(AugexportError):
     exit_code = 1
 
 
+class SourceUnavailable(ExportFailed):
+    """SOURCE's store cannot be reached (endpoint down, credentials gone) while the run reads it:
+    the run fails (exit 1) instead of skipping every input."""
+
+
 class VerifyFailed(AugexportError):
     """`inspect --verify` found a shard that does not match the manifest (exit 1)."""
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, UsageError
+from .fs import read_bytes
 from .registry import Stage, StageFailed, run_stages
 from .rng import example_rng
 from .spec import boolean, close_matches, number, one_key_items
@@ -88,14 +89,15 @@ def parse_image_size(value: Any, path: str = "image_size") -> tuple[int, int] | 
 
 
 def load_spec_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON pipeline file into a plain dict (no validation yet)."""
-    path = Path(path)
+    """Read a YAML or JSON pipeline file (a local path or a URL) into a plain dict (no validation yet)."""
+    where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bytes(where, f"--config {where}").decode("utf-8")
     except OSError as exc:
-        raise ConfigError("", f"cannot read pipeline file: {exc.strerror or exc}", source=str(path)) from None
+        raise ConfigError("", f"cannot read pipeline file: {exc.strerror or exc}", source=where) from None
     except UnicodeDecodeError:
-        raise ConfigError("", "pipeline file is not UTF-8 text", source=str(path)) from None
+        raise ConfigError("", "pipeline file is not UTF-8 text", source=where) from None
+    path = Path(where.split("?", 1)[0])  # only its suffix is used below
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -104,11 +106,11 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # any parser error is the user's file, not our bug
-        raise ConfigError("", f"cannot parse pipeline file: {_parse_error(exc)}", source=str(path)) from None
+        raise ConfigError("", f"cannot parse pipeline file: {_parse_error(exc)}", source=where) from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError("", f"the pipeline file must be a mapping at the top level, got {type(data).__name__}", source=str(path))
+        raise ConfigError("", f"the pipeline file must be a mapping at the top level, got {type(data).__name__}", source=where)
     return dict(data)
 
 

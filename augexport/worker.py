@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import codec
-from .errors import DecodeError
+from .errors import DecodeError, SourceUnavailable
 from .pipeline import Pipeline, build_pipeline
 from .plan import CopyPlan, make_plan
 from .records import Record, encode_example, frame
@@ -164,6 +164,8 @@ class Renderer:
         try:
             partner_pixels = self.decode(partner)
             partner_image, _ = self.augment(partner.source_id, partner.label, partner_copy, partner_pixels)
+        except SourceUnavailable:  # the store is down: fail the run rather than leave the copy unmixed
+            raise
         except Exception:  # unreadable, or a stage fails on it: the partner is skipped on its own
             return None
         mix = self.pipeline.mix
