@@ -67,13 +67,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _data_root(data_dir: str) -> Any:
-    """--data-dir as the path type TFDS itself uses (etils epath: local, or tf.io.gfile for URLs),
-    checked to be a folder TFDS can read."""
+    """--data-dir as the path type TFDS itself uses (etils epath), checked to be a folder TFDS can
+    read: URLs with tf.io.gfile, the layer TFDS and tf.data read them through."""
     from etils import epath
 
     root = epath.Path(data_dir)
     try:
-        ok = root.is_dir()
+        if is_url(data_dir):
+            import tensorflow as tf
+
+            ok = tf.io.gfile.exists(data_dir) and tf.io.gfile.isdir(data_dir)  # isdir hides errors
+        else:
+            ok = root.is_dir()
     except Exception as exc:  # tf.errors.* for URLs TensorFlow cannot open
         if "not implemented" in str(exc):
             raise UsageError(
