@@ -68,6 +68,13 @@ def test_missing_bucket_exits_2_and_writes_nothing(s3: tuple[Any, str], s3_src: 
     assert fs.find(bucket) == sorted(fs.find(f"{bucket}/src"))  # nothing but the source
 
 
+def test_out_inside_an_s3_source_is_refused(s3_src: str, s3: tuple[Any, str]) -> None:
+    fs, bucket = s3
+    res = _export(s3_src, f"{s3_src}/out")
+    assert res.exit_code == 2 and "is inside SOURCE" in res.output, res.output
+    assert not [p for p in fs.find(bucket) if "/out/" in p]
+
+
 def test_no_credentials_exits_2_naming_what_to_set(s3_src: str, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
