@@ -40,6 +40,11 @@ class WorkerDied(ExportFailed):
     """A worker process died mid-run (the OOM killer, a signal): finished shards stay for --resume."""
 
 
+class SourceUnavailable(ExportFailed):
+    """SOURCE's store cannot be reached (endpoint down, credentials gone) while the run reads it:
+    the run fails (exit 1) instead of skipping every input."""
+
+
 class VerifyFailed(AugexportError):
     """`inspect --verify` found a shard that does not match the manifest (exit 1)."""
 

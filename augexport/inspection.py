@@ -9,6 +9,7 @@ from typing import Any
 from .errors import UsageError, VerifyFailed
 from .manifest import read_manifest
 from .naming import MANIFEST
+from .objstore import open_outdir
 from .outdir import OutDir
 from .reader import shard_records
 from .records import decode_example
@@ -46,7 +47,8 @@ def _check_shard(outdir: OutDir, shard: dict[str, Any], compression: str, verify
 def inspect(out: str | os.PathLike[str], verify: bool = False) -> dict[str, Any]:
     """Splits, shards, counts, label histogram, mixed fraction; `verify` re-hashes every shard
     against the manifest and re-reads every record (raises VerifyFailed listing every mismatch)."""
-    outdir = OutDir(out)
+    outdir = open_outdir(out)
+    outdir.prepare()
     manifest = read_manifest(outdir)
     if manifest is None:
         raise UsageError(f"{out} has no {MANIFEST}: not an augexport output folder")

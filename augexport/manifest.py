@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import UsageError
 from .naming import DATASET_RE, MANIFEST, SplitNames, valid_split
+from .objstore import open_outdir
 from .outdir import OutDir
 
 FORMAT_VERSION = 1
@@ -21,10 +22,10 @@ MAX_MANIFEST_BYTES = 256 << 20
 
 def read_manifest(outdir: OutDir | str | os.PathLike[str]) -> dict[str, Any] | None:
     """The manifest in OUT, validated; None when there is none."""
-    outdir = outdir if isinstance(outdir, OutDir) else OutDir(outdir)
+    outdir = outdir if isinstance(outdir, OutDir) else open_outdir(outdir)
     if not outdir.exists(MANIFEST):
         return None
-    where = outdir.path(MANIFEST)
+    where = outdir.where(MANIFEST)
     try:
         data = json.loads(outdir.read_bytes(MANIFEST, MAX_MANIFEST_BYTES).decode("utf-8"))
     except (OSError, ValueError, RecursionError) as exc:

@@ -6,6 +6,9 @@ files are opened with O_NOFOLLOW (a symlink is never written through), temporari
 with O_EXCL after removing whatever had their name, directories augexport writes into must be
 real directories (not links), and deletes never follow links. One writer at a time: `lock()`
 takes an exclusive `flock` on OUT/.augexport.lock and names the holder when it is taken.
+
+`OutDir` is also the contract: `objstore.RemoteOutDir` implements the same methods for OUT in an
+object store (`s3://`, `gs://`, any fsspec URL), and `objstore.open_outdir` picks one for a location.
 """
 
 from __future__ import annotations
@@ -44,14 +47,29 @@ def _parts(name: str) -> list[str]:
 class OutDir:
     """OUT, a local directory. Names are POSIX-style relative paths (`images/train/cat/x.jpg`)."""
 
+    remote = False  # True for object stores: no links, no atomic rename, no fsync
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
     def path(self, name: str) -> Path:
         return self.root.joinpath(*_parts(name))
 
+    @property
+    def location(self) -> str:
+        """OUT as a string every process can open again (`open_outdir(location)`)."""
+        return str(self.root)
+
+    def where(self, name: str) -> str:
+        """`name` for messages: the full path (or URL)."""
+        return str(self.path(name))
+
     def __str__(self) -> str:
         return str(self.root)
+
+    def prepare(self) -> None:
+        """Check, before any work, that OUT can be used; a local folder needs nothing here (the run
+        creates it), an object store checks reach, credentials and bucket (`RemoteOutDir`)."""
 
     # -- looking -----------------------------------------------------------------------------
     def lstat(self, name: str) -> os.stat_result | None:
@@ -130,6 +148,25 @@ class OutDir:
         self.unlink(name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
         return os.fdopen(fd, "wb")
+
+    def close_new(self, f: BinaryIO) -> None:
+        """Finish a file from `open_new`: flush, fsync, close."""
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+
+    def discard_new(self, f: BinaryIO) -> None:
+        """Close a file from `open_new` that is given up (its name is unlinked by the caller)."""
+        f.close()
+
+    def put(self, name: str, data: bytes) -> None:
+        """A file complete or absent under `name` (temporary sibling, rename), without fsync:
+        for the many small image files, whose folder is made durable once when it is finalized."""
+        parent, _, base = name.rpartition("/")
+        tmp = f"{parent}/{temp_name(base)}" if parent else temp_name(base)
+        with self.open_new(tmp) as f:
+            f.write(data)
+        self.rename(tmp, name)
 
     def write_atomic(self, name: str, data: bytes) -> None:
         """Write via a temporary sibling, fsync, rename: `name` is complete or absent."""

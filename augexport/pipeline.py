@@ -13,11 +13,12 @@ from typing import Any
 
 from .classes import ClassOverride, build_classes
 from .errors import ConfigError, UsageError
+from .fs import is_url, read_bytes
 from .mixing import Mixing, build_mixing
 from .registry import Stage, StageFailed, build_stages, run_stages
 from .rng import example_rng
 from .spec import boolean, close_matches, number
-from .specfile import parse_config, read_config_bytes
+from .specfile import MAX_CONFIG_BYTES, parse_config, read_config_bytes
 from .stages import builtin_stages
 
 TOP_KEYS = ("version", "seed", "copies", "include_original", "image_size", "stages", "mix", "label_smoothing",
@@ -82,23 +83,25 @@ def parse_image_size(value: Any, path: str = "image_size") -> tuple[int, int] | 
 
 
 def load_spec_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON pipeline file into a plain dict (no validation yet), within the bounds
-    of `specfile` (regular file, size, alias expansion, depth)."""
-    path = Path(path)
+    """Read a YAML or JSON pipeline file (a local path or a URL) into a plain dict (no validation
+    yet), within the bounds of `specfile` (regular file, size, alias expansion, depth)."""
+    where = str(path)
     try:
-        text = read_config_bytes(path).decode("utf-8")
+        raw = read_bytes(where, f"--config {where}", MAX_CONFIG_BYTES) if is_url(where) else read_config_bytes(where)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError("", "pipeline file is not UTF-8 text", source=str(path)) from None
+        raise ConfigError("", "pipeline file is not UTF-8 text", source=where) from None
+    path = Path(where.split("?", 1)[0])  # only its suffix is used below
     try:
         data = parse_config(text, json_file=path.suffix.lower() == ".json")
     except RecursionError:
-        raise ConfigError("", "cannot parse pipeline file: nested too deeply", source=str(path)) from None
+        raise ConfigError("", "cannot parse pipeline file: nested too deeply", source=where) from None
     except Exception as exc:  # any parser error is the user's file, not our bug
-        raise ConfigError("", f"cannot parse pipeline file: {_parse_error(exc)}", source=str(path)) from None
+        raise ConfigError("", f"cannot parse pipeline file: {_parse_error(exc)}", source=where) from None
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError("", f"the pipeline file must be a mapping at the top level, got {type(data).__name__}", source=str(path))
+        raise ConfigError("", f"the pipeline file must be a mapping at the top level, got {type(data).__name__}", source=where)
     return dict(data)
 
 

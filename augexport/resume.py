@@ -232,11 +232,15 @@ def plan_out(outdir: OutDir, names: SplitNames, class_names: list[str], channels
 
 def adopt_images(outdir: OutDir, names: SplitNames, key: str, resuming: bool, replaces: list[str]) -> list[str]:
     """Image folder on resume: a run killed after renaming its finished folder (and before the
-    manifest) takes it back as its temporary folder; anything else left over is not this run's."""
+    manifest) takes it back as its temporary folder; anything else left over is not this run's.
+    In an object store a rename is a copy then a delete: a final folder with this run's marker
+    (copied last) is complete, and a temporary folder beside it is what the deletes left."""
     final, temp = names.images_dir, names.temp_images_dir
     outdir.require_dir_or_absent(final)
     outdir.require_dir_or_absent(temp)
-    if resuming and not outdir.exists(temp) and outdir.is_dir(final) and images_owner(outdir, final) == key:
+    if resuming and (outdir.remote or not outdir.exists(temp)) and outdir.is_dir(final) \
+            and images_owner(outdir, final) == key:
+        outdir.remove(temp)
         outdir.rename(final, temp)
         return [p for p in replaces if p != final]
     if not resuming and outdir.exists(temp):

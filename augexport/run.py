@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.util
 import json
-import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,8 +26,10 @@ from .device import resolve as resolve_device
 from .engine import Emitted, blocks_after, plan_export, run
 from .errors import ExportFailed, Interrupted, UsageError, WorkerDied
 from .featurewise import featurewise_stats, needs_featurewise_stats
+from .fs import is_url, local_path, open_fs
 from .manifest import FORMAT_VERSION, read_manifest, write_manifest
 from .naming import MANIFEST, SPOOL_PREFIX, SplitNames, colliding_ids, dataset_name, image_file
+from .objstore import open_outdir
 from .options import ExportOptions, is_tfds
 from .outdir import OutDir
 from .pipeline import Pipeline, dry_run, flag_overrides, resolve_pipeline
@@ -45,7 +46,7 @@ from .resume import (
     resumed_plan,
     retire,
 )
-from .sinks.images import ImageFolderWriter
+from .sinks.images import ImageFolderWriter, ImageLayout
 from .sinks.tfds_meta import write_metadata
 from .sinks.tfrecord import ShardInfo, ShardWriter, rename_final
 from .sources import SourceListing
@@ -55,7 +56,7 @@ from .worker import Job
 
 @dataclass
 class ExportResult:
-    out: Path
+    out: Path | str  # a str for URLs (Path would turn s3://b/x into s3:/b/x)
     split: str
     sources: int
     written: int
@@ -98,8 +99,10 @@ class ExportRun:
     def __init__(self, source: str, out: str | Any, options: ExportOptions, tta: dict[str, Any] | None = None) -> None:
         self.source = str(source)
         self.out_arg = str(out)  # as given: Path() would turn gs://b/x into gs:/b/x
-        self.out = Path(out)
-        self.outdir = OutDir(self.out)
+        self.outdir: OutDir = open_outdir(self.out_arg)  # a URL needs its fsspec package: exit 2 here
+        self.out: Path | str = self.outdir.location if self.outdir.remote else Path(self.outdir.location)
+        if is_url(self.source):
+            open_fs(self.source, f"SOURCE {self.source}")
         self.options = options
         self.tta = tta
         self.t0 = time.perf_counter()
@@ -110,13 +113,13 @@ class ExportRun:
         opts = self.options
         opts.check(self.source)
         if opts.runner == "beam":
-            _check_beam(opts, [self.source, self.out_arg])
+            _check_beam(opts)
         self.pipeline: Pipeline = resolve_pipeline(opts.config, self._overrides())
         dry_run(self.pipeline, opts.channels)
         self.batch: BatchDevice = resolve_device("cpu" if opts.runner == "beam" else opts.device,
                                                  self.pipeline.mix is not None)
         self._check_source_and_out()
-        created = _make_dir(self.out)
+        created = _make_dir(self.outdir)
         try:
             with self.outdir.lock():
                 return self._locked()
@@ -138,17 +141,22 @@ class ExportRun:
         return {**(o.overrides or {}), **{k: v for k, v in flags.items() if v is not None}}
 
     def _check_source_and_out(self) -> None:
-        if is_tfds(self.source):
+        if is_tfds(self.source) or is_url(self.source) != self.outdir.remote:
             return
-        src, dst = Path(self.source).resolve(), self.out.resolve()
-        if dst == src or src in dst.parents:
+        if self.outdir.remote:
+            src, dst = self.source.rstrip("/") + "/", self.outdir.location + "/"
+            inside = dst.startswith(src)
+        else:
+            src_path, dst_path = Path(local_path(self.source)).resolve(), Path(self.outdir.location).resolve()
+            inside = dst_path == src_path or src_path in dst_path.parents
+        if inside:
             raise UsageError(f"OUT {self.out} is inside SOURCE {self.source}; SOURCE is read-only: choose another OUT")
 
     def _locked(self) -> ExportResult:
         opts = self.options
         self.listing = open_source(self.source, labels=opts.labels, name=opts.name, split=opts.split,
                                    data_dir=opts.data_dir, image_key=opts.image_key, label_key=opts.label_key,
-                                   spool_dir=self.out if is_tfds(self.source) else None)
+                                   spool_dir=self.outdir.location if is_tfds(self.source) else None)
         self.names = SplitNames(dataset_name(opts.name or self.listing.name), opts.base_split(self.source))
         self.plan: CopyPlan = self._plan(self.listing)
         for stale in self.outdir.entries():
@@ -301,15 +309,24 @@ class ExportRun:
 
         opts, listing = self.options, self.listing
         assert listing is not None
-        got = run_export(listing, self.plan, self.pipeline.mix, self.job, outdir=self.outdir, names=self.names,
-                         shuffle=opts.shuffle, num_shards=opts.num_shards, shard_bytes=opts.shard_bytes,
-                         compression=opts.compression, on_error=opts.on_error,
-                         beam_options=list(opts.beam_options or []))
+        images = ImageFolderWriter(self.outdir, self.names, identity_key(self.identity)) if opts.keeps_images else None
+        image_layout = None if images is None else ImageLayout(
+            listing.class_names, frozenset(colliding_ids((listing.class_names[it.label], it.source_id)
+                                                         for it in listing.items)), codec.EXTENSIONS[opts.encoding])
+        try:
+            got = run_export(listing, self.plan, self.pipeline.mix, self.job, outdir=self.outdir, names=self.names,
+                             shuffle=opts.shuffle, num_shards=opts.num_shards, shard_bytes=opts.shard_bytes,
+                             compression=opts.compression, on_error=opts.on_error,
+                             beam_options=list(opts.beam_options or []), shards=opts.writes_shards,
+                             images=image_layout)
+        except BaseException:
+            self._abort(None, images)  # the workers' image files go with their temporary folder
+            raise
         seen = {sid for sid, _ in self.progress.errors}
         self.progress.errors += [e for e in got.errors if e[0] not in seen]
         self.progress.written, self.progress.mixed, self.progress.label_counts = got.written, got.mixed, got.label_counts
         timings = {"runner": "beam", "device": opts.device, "batch_stages": self.batch.describe()}
-        return self._finalize(got.shards, timings, None)
+        return self._finalize(got.shards, timings, images)
 
     # -- finalize / abort ---------------------------------------------------------------------------
     def _finalize(self, closed: list[ShardInfo], timings: dict[str, Any],
@@ -420,9 +437,14 @@ def _write_tfds_metadata(outdir: OutDir, manifest: dict[str, Any]) -> None:
                    manifest["class_names"], manifest["channels"], manifest["encoding"], loadable)
 
 
-def _make_dir(out: Path) -> bool:
+def _make_dir(outdir: OutDir) -> bool:
     """Create OUT (and its parents) when missing; True when this run created it. Every reason it
-    cannot be used is a usage error before any work."""
+    cannot be used is a usage error before any work. An object-store prefix needs no creating:
+    it is checked (reachable, bucket there) instead."""
+    if outdir.remote:
+        outdir.prepare()
+        return False
+    out = Path(outdir.location)
     if out.exists() and not out.is_dir():
         raise UsageError(f"OUT {out} exists and is not a directory")
     if out.is_dir():
@@ -434,19 +456,13 @@ def _make_dir(out: Path) -> bool:
     return True
 
 
-def _check_beam(opts: ExportOptions, paths: list[str]) -> None:
+def _check_beam(opts: ExportOptions) -> None:
     """--runner beam: what this version supports, checked before OUT is touched."""
-    for path in paths:
-        if re.match(r"^[a-z][a-z0-9+.-]*://", path):
-            raise UsageError(f"{path}: URLs are not supported in this version; SOURCE and OUT must be paths every "
-                             "Beam worker sees (local disk or a shared mount); see docs/beam.md")
     if importlib.util.find_spec("apache_beam") is None:
         raise UsageError("--runner beam needs Apache Beam, which is not installed: pip install 'augexport[beam]'")
-    if opts.fmt != "tfrecord":
-        raise UsageError(f"--format {opts.fmt} is not available with --runner beam in this version; accepted: tfrecord")
     if opts.resume:
         raise UsageError("--resume is not available with --runner beam (a failed Beam run leaves nothing to resume); "
                          "rerun without it, adding --overwrite if OUT holds a partial run")
-    from .beam import make_options, pipeline_flags  # imports apache_beam
+    from .beam import check_runner, make_options, pipeline_flags  # imports apache_beam
 
-    make_options(pipeline_flags(list(opts.beam_options or [])))
+    check_runner(make_options(pipeline_flags(list(opts.beam_options or []))))

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
-from .outdir import OutDir, write_file_atomic
+from .objstore import open_outdir
+from .outdir import write_file_atomic
 from .reader import load_split, split_examples
 
 METHODS = ("mean", "vote", "geomean")
@@ -51,7 +52,8 @@ class MergeResult:
 
 def read_split_rows(out: str | os.PathLike[str], split: str) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, int, str, int]]]:
     """(manifest, split entry, [(source_id, copy, variant, label)] in record order) of a TTA split."""
-    outdir = OutDir(out)
+    outdir = open_outdir(out)
+    outdir.prepare()
     manifest, entry = load_split(outdir, split)
     if "tta" not in entry:
         raise UsageError(f"split {split!r} of {out} is not a TTA split (it was written by `augexport export`); "

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import codec
-from .errors import DecodeError
+from .errors import DecodeError, SourceUnavailable
 from .mixing import streams
 from .pipeline import Pipeline, build_pipeline
 from .plan import CopyPlan, make_plan
@@ -189,6 +189,8 @@ class Renderer:
             try:
                 pixels = self.decode(partner.item)
                 partner_image, _ = self.augment(partner.item.source_id, partner.item.label, partner.copy, pixels)
+            except SourceUnavailable:  # the store is down: fail the run rather than leave the copy unmixed
+                raise
             except Exception:  # unreadable, or a stage fails on it: the partner is skipped on its own
                 continue
             assert mix is not None

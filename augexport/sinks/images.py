@@ -7,17 +7,33 @@ interrupted run leaves nothing under the final name (the temporary folder is kep
 
 from __future__ import annotations
 
-from ..naming import IMAGES, IMAGES_MARKER, SplitNames, is_temporary, temp_name
+from dataclasses import dataclass
+
+from ..naming import IMAGES, IMAGES_MARKER, SplitNames, is_temporary
 from ..outdir import OutDir
 
 
+@dataclass(frozen=True)
+class ImageLayout:
+    """How the image files of a split are named (`naming.image_file`): what Beam workers need to
+    write them; small and picklable."""
+
+    class_names: list[str]
+    collisions: frozenset[str]
+    ext: str
+
+
 class ImageFolderWriter:
-    def __init__(self, outdir: OutDir, names: SplitNames, run_key: str = "") -> None:
+    """Writes into the temporary folder; `finalize()` moves it into place. Beam workers make their
+    own writer with `drop_partial=False` (the launcher's writer already cleaned the folder)."""
+
+    def __init__(self, outdir: OutDir, names: SplitNames, run_key: str = "", drop_partial: bool = True) -> None:
         self.outdir, self.names, self.run_key = outdir, names, run_key
         outdir.require_dir_or_absent(names.temp_images_dir)
         self._prefix = f"{names.images_dir}/"
         self._dirs: set[str] = set()
-        self._drop_partial_files()
+        if drop_partial:
+            self._drop_partial_files()
 
     def _drop_partial_files(self) -> None:
         """A file cut short by a kill during an earlier life of this (resumed) run."""
@@ -36,10 +52,7 @@ class ImageFolderWriter:
         if target not in self._dirs:
             self.outdir.makedirs(target)
             self._dirs.add(target)
-        tmp = f"{target}/{temp_name(name)}"
-        with self.outdir.open_new(tmp) as f:
-            f.write(data)
-        self.outdir.rename(tmp, f"{target}/{name}")
+        self.outdir.put(f"{target}/{name}", data)  # complete or absent under its name
 
     def finalize(self) -> None:
         """Move the finished folder to `images/SPLIT` (replacing an older one)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -46,8 +45,8 @@ class _HashingFile:
 class _OpenShard:
     """One shard being written: raw file, hashing layer, optional gzip stream on top."""
 
-    def __init__(self, raw: BinaryIO, compression: str) -> None:
-        self.raw = raw
+    def __init__(self, outdir: OutDir, raw: BinaryIO, compression: str) -> None:
+        self.outdir, self.raw = outdir, raw
         self.hash = _HashingFile(raw)
         self.stream: _HashingFile | gzip.GzipFile = (
             gzip.GzipFile(filename="", mode="wb", fileobj=self.hash, mtime=0)  # type: ignore[arg-type]
@@ -61,19 +60,17 @@ class _OpenShard:
         self.written += len(framed)
 
     def close(self, name: str) -> ShardInfo:
-        """Flush, fsync, close; what was written, under `name`."""
+        """Flush, fsync, close (in an object store: upload); what was written, under `name`."""
         if isinstance(self.stream, gzip.GzipFile):
             self.stream.close()
-        self.raw.flush()
-        os.fsync(self.raw.fileno())
-        self.raw.close()
+        self.outdir.close_new(self.raw)
         return ShardInfo(name, self.records, self.hash.size, self.hash.sha.hexdigest())
 
 
 def write_shard(outdir: OutDir, name: str, framed_records: Iterable[bytes], compression: str = "none") -> ShardInfo:
     """One whole shard in one go (the Beam runner's writers): the same write calls, gzip settings
     and fsync as ShardWriter, so the bytes are identical."""
-    shard = _OpenShard(outdir.open_new(name), compression)
+    shard = _OpenShard(outdir, outdir.open_new(name), compression)
     for framed in framed_records:
         shard.write(framed)
     return shard.close(name)
@@ -106,7 +103,7 @@ class ShardWriter:
     def _open(self, index: int) -> None:
         self._close()
         self._index = index
-        self._open_shard = _OpenShard(self.outdir.open_new(self.names.temp_shard(index)), self.compression)
+        self._open_shard = _OpenShard(self.outdir, self.outdir.open_new(self.names.temp_shard(index)), self.compression)
 
     def _close(self) -> None:
         if self._open_shard is None:
@@ -147,7 +144,7 @@ class ShardWriter:
         """Remove the temporary shards (a failed run leaves nothing that looks finished). With
         `keep_finished`, closed shards stay for `--resume`; only the one being written goes."""
         if self._open_shard is not None:
-            self._open_shard.raw.close()
+            self.outdir.discard_new(self._open_shard.raw)
             self._open_shard = None
             self.outdir.unlink(self.names.temp_shard(self._index))
         if not keep_finished:

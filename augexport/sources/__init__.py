@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import DecodeError
+from ..errors import DecodeError, SourceUnavailable
+from ..fs import cat_range, explain, is_transport_error, is_url, open_fs
 
 DEFAULT_MAX_FILE_BYTES = 1 << 30  # 1 GiB: far above any real image file, far below what exhausts memory
 _FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
@@ -18,7 +19,9 @@ _FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.
 @dataclass(frozen=True)
 class SourceItem:
     """One base example. `path` for files (read in the worker), `data` for in-memory bytes;
-    `offset`/`length` name a byte range of `path` (TFDS examples spilled to one file)."""
+    `offset`/`length` name a byte range of `path` (TFDS examples spilled to one file). `path` may be
+    a URL (`s3://...`): the worker opens the filesystem itself (fsspec keeps one per process), so
+    items stay small and picklable."""
 
     source_id: str
     label: int
@@ -33,10 +36,34 @@ class SourceItem:
         if self.data is not None:
             return self.data
         assert self.path is not None
+        if is_url(self.path):
+            return self._read_object(max_bytes)
         try:
             return self._read_file(max_bytes)
         except OSError as exc:
             raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+
+    def _read_object(self, max_bytes: int) -> bytes:
+        """One ranged GET (at most `max_bytes` + 1 bytes). A missing or forbidden object is this
+        input's error; a store that cannot be reached fails the run (skipping every input would
+        finish an export of nothing)."""
+        assert self.path is not None
+        fs, path = open_fs(self.path, f"SOURCE item {self.path}")
+        start = self.offset
+        end = start + (self.length if self.length is not None else max_bytes + 1)
+        try:
+            data = cat_range(fs, path, start, min(end, start + max_bytes + 1))
+        except Exception as exc:  # storage libraries raise their own types
+            if is_transport_error(exc):
+                raise SourceUnavailable(f"cannot read {self.path}: {explain(exc)}") from None
+            raise DecodeError(f"cannot read file: {explain(exc)}") from None
+        if self.length is not None and len(data) != self.length:
+            if self.length > max_bytes:
+                raise DecodeError(f"file of {self.length} bytes exceeds the limit of {max_bytes} bytes (--max-file-bytes)")
+            raise DecodeError(f"cannot read file: {self.path}: {len(data)} of {self.length} bytes at offset {self.offset}")
+        if len(data) > max_bytes:
+            raise DecodeError(f"file exceeds the limit of {max_bytes} bytes (--max-file-bytes)")
+        return data
 
     def _read_file(self, max_bytes: int) -> bytes:
         assert self.path is not None

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from ..fs import is_url, local_path, read_bytes
 from . import SourceItem, SourceListing
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -95,12 +97,18 @@ def list_class_folders(root: Path, name: str) -> SourceListing:
                          ignored=listing.ignored)
 
 
-def _parse_labels_csv(path: Path) -> list[tuple[str, str]]:
+def read_labels(location: str) -> tuple[list[tuple[str, str]], bytes]:
+    """The (filename, label) rows of a labels CSV (a local path or a URL) and its raw bytes."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        raw = read_bytes(location, f"--labels {location}", limit=1 << 30)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--labels {path}: cannot read: {exc}") from None
+        raise UsageError(f"--labels {location}: cannot read: {exc}") from None
+    return parse_labels_csv(location, text), raw
+
+
+def parse_labels_csv(path: str, text: str) -> list[tuple[str, str]]:
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
         rows = rows[1:]
     out = []
@@ -117,16 +125,18 @@ def _parse_labels_csv(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-def list_labelled_folder(root: Path, labels_csv: Path, name: str) -> SourceListing:
-    rows = _parse_labels_csv(labels_csv)
+def label_index(rows: list[tuple[str, str]]) -> tuple[list[str], dict[str, int]]:
+    """Class names and label -> index: digits are indices themselves, names are sorted."""
     labels = sorted({label for _, label in rows})
     if all(lab.isdigit() for lab in labels):
         top = max(int(lab) for lab in labels)
-        class_names = [str(i) for i in range(top + 1)]
-        index = {lab: int(lab) for lab in labels}
-    else:
-        class_names = labels
-        index = {lab: i for i, lab in enumerate(labels)}
+        return [str(i) for i in range(top + 1)], {lab: int(lab) for lab in labels}
+    return labels, {lab: i for i, lab in enumerate(labels)}
+
+
+def list_labelled_folder(root: Path, labels_csv: str, name: str) -> SourceListing:
+    rows, raw = read_labels(labels_csv)
+    class_names, index = label_index(rows)
     items, entries, problems = [], [], []
     root_resolved = root.resolve()
     seen: set[str] = set()
@@ -142,13 +152,13 @@ def list_labelled_folder(root: Path, labels_csv: Path, name: str) -> SourceListi
         seen.add(sid)
         items.append(SourceItem(source_id=sid, label=index[label], path=str(root / rel)))
         entries.append((sid, index[label], str(root / rel)))
-    fp = _fingerprint(entries) + hashlib.sha256(labels_csv.read_bytes()).hexdigest()[:16]
+    fp = _fingerprint(entries) + hashlib.sha256(raw).hexdigest()[:16]
     return SourceListing("folder+labels", str(root), name, class_names, items, fp, problems)
 
 
 def list_folder(source: str | os.PathLike[str], labels: str | os.PathLike[str] | None = None, name: str | None = None) -> SourceListing:
     """List a folder source; raises UsageError for a missing, empty or unusable SOURCE."""
-    root = Path(source)
+    root = Path(local_path(str(source)))
     if not root.exists():
         raise UsageError(f"SOURCE {root} does not exist")
     if not root.is_dir():
@@ -159,8 +169,8 @@ def list_folder(source: str | os.PathLike[str], labels: str | os.PathLike[str] |
         raise UsageError(f"SOURCE {root} cannot be read (permission denied)") from None
     name = name or root.resolve().name
     if labels is not None:
-        labels = Path(labels)
-        if not labels.is_file():
+        labels = str(labels)
+        if not is_url(labels) and not Path(local_path(labels)).is_file():
             raise UsageError(f"--labels {labels} does not exist or is not a file")
         return list_labelled_folder(root, labels, name)
     return list_class_folders(root, name)

@@ -1,10 +1,12 @@
-"""SOURCE -> a listing: a folder of class sub-folders, a flat folder with `--labels`, or `tfds:NAME`."""
+"""SOURCE -> a listing: a folder of class sub-folders, a flat folder with `--labels`, or `tfds:NAME`;
+folders may be local paths or URLs (`s3://bucket/prefix`)."""
 
 from __future__ import annotations
 
 import os
 
 from ..errors import UsageError
+from ..fs import is_url
 from . import SourceListing
 from .folder import list_folder
 
@@ -23,4 +25,8 @@ def open_source(source: str, *, labels: str | None = None, name: str | None = No
                          label_key=label_key, spool_dir=spool_dir)
     if image_key or label_key:
         raise UsageError("--image-key/--label-key apply to tfds: sources only")
+    if is_url(source):
+        from .remote import list_remote_folder  # fsspec only for URLs
+
+        return list_remote_folder(str(source), labels=labels, name=name)
     return list_folder(source, labels=labels, name=name)

@@ -31,11 +31,12 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 import weakref
-from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..fs import is_url, join, open_fs, scheme
 from ..naming import SPOOL_PREFIX
 from . import SourceItem, SourceListing
 
@@ -65,7 +66,33 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _exported_dir(name: str, data_dir: Path) -> Path | None:
+def _data_root(data_dir: str) -> Any:
+    """--data-dir as the path type TFDS itself uses (etils epath), checked to be a folder TFDS can
+    read: URLs with tf.io.gfile, the layer TFDS and tf.data read them through."""
+    from etils import epath
+
+    root = epath.Path(data_dir)
+    try:
+        if is_url(data_dir):
+            import tensorflow as tf
+
+            ok = tf.io.gfile.exists(data_dir) and tf.io.gfile.isdir(data_dir)  # isdir hides errors
+        else:
+            ok = root.is_dir()
+    except Exception as exc:  # tf.errors.* for URLs TensorFlow cannot open
+        if "not implemented" in str(exc):
+            raise UsageError(
+                f"--data-dir {data_dir}: TFDS reads its data through tf.io.gfile, and this TensorFlow has no "
+                f"{scheme(data_dir)}:// file system (TensorFlow 2.6+ moved s3:// to tensorflow-io, which has had no "
+                "release since 0.37.1 of July 2024, older than this TensorFlow). Copy the prepared dataset to a local folder (or to gs://, which "
+                "tf.io.gfile reads natively) and pass that as --data-dir") from None
+        raise UsageError(f"--data-dir {data_dir}: cannot read: {_first_line(exc)}") from None
+    if not ok:
+        raise UsageError(f"--data-dir {data_dir} does not exist or is not a directory")
+    return root
+
+
+def _exported_dir(name: str, data_dir: Any) -> Any | None:
     """A dataset folder without version level (an augexport OUT): DIR/NAME or DIR itself."""
     if (data_dir / name / "dataset_info.json").is_file():
         return data_dir / name
@@ -107,9 +134,7 @@ def open_builder(spec: str, data_dir: str | None) -> Any:
     import tensorflow_datasets as tfds  # TF only for tfds sources
 
     if data_dir is not None:
-        root = Path(data_dir)
-        if not root.is_dir():
-            raise UsageError(f"--data-dir {data_dir} does not exist or is not a directory")
+        root = _data_root(data_dir)
         folder = _exported_dir(name, root) if config is None else None
         if folder is not None:
             try:
@@ -171,12 +196,12 @@ def _spill(builder: Any, split: str, image_key: str, label_key: str, name: str,
         splits = ", ".join(sorted(builder.info.splits.keys())) if builder.info.splits else "unknown"
         raise UsageError(f"--split {split!r} is not a split of {name}: {_first_line(exc)}; splits: {splits} "
                          "(TFDS syntax: train, train[:10%], train[10:20], train+test)") from None
-    path = os.path.join(directory, "images.bin")
+    path = join(directory, "images.bin") if is_url(directory) else os.path.join(directory, "images.bin")
     items: list[SourceItem] = []
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()
     digest = hashlib.sha256(f"{name}\x00{split}\x00{image_key}\x00{label_key}\n".encode())
-    with open(path, "wb") as f:
+    with _open_spill(path) as f:
         for index, ex in enumerate(tfds.as_numpy(ds)):
             tid = ex.get("tfds_id")
             sid = tid.decode("utf-8", "surrogateescape") if isinstance(tid, bytes) and tid else f"{name}/{split}/{index}"
@@ -194,6 +219,32 @@ def _spill(builder: Any, split: str, image_key: str, label_key: str, name: str,
     return items, digest.hexdigest(), problems
 
 
+def _open_spill(path: str) -> Any:
+    """The spill file: local, or one object uploaded as it is written (OUT in an object store,
+    where every worker, Beam's too, reads its byte ranges)."""
+    if not is_url(path):
+        return open(path, "wb")
+    fs, key = open_fs(path, f"OUT {path}")
+    return fs.open(key, "wb")
+
+
+def _make_spool(spool_dir: str | None) -> str:
+    if spool_dir is not None and is_url(spool_dir):
+        return join(spool_dir, f"{SPOOL_PREFIX}{uuid.uuid4().hex[:8]}")
+    return tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=spool_dir)
+
+
+def _remove_spool(directory: str) -> None:
+    if not is_url(directory):
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    fs, key = open_fs(directory, f"OUT {directory}")
+    try:
+        fs.rm(key, recursive=True)
+    except Exception:  # gone already, or the store is unreachable: the next run removes it
+        pass
+
+
 def list_tfds(spec: str, *, split: str | None = None, data_dir: str | None = None, name: str | None = None,
               image_key: str | None = None, label_key: str | None = None,
               spool_dir: str | os.PathLike[str] | None = None) -> SourceListing:
@@ -204,14 +255,14 @@ def list_tfds(spec: str, *, split: str | None = None, data_dir: str | None = Non
     image_key, label_key = feature_keys(builder, image_key, label_key)
     class_names = [str(n) for n in builder.info.features[label_key].names]
     ds_name = parse_spec(spec)[0]  # what the user typed; an augexport OUT may carry another name inside
-    directory = tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=spool_dir)
+    directory = _make_spool(None if spool_dir is None else str(spool_dir))
     try:
         items, fingerprint, problems = _spill(builder, split, image_key, label_key, ds_name, directory)
     except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove_spool(directory)
         raise
     if not items and not problems:
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove_spool(directory)
         raise UsageError(f"--split {split!r} of {ds_name} has no examples")
     version = str(builder.info.version)
     config = getattr(builder.builder_config, "name", None) if getattr(builder, "builder_config", None) else None
@@ -219,5 +270,5 @@ def list_tfds(spec: str, *, split: str | None = None, data_dir: str | None = Non
                 f"data_dir={data_dir or builder.data_dir} image={image_key} label={label_key}")
     listing = SourceListing("tfds", location, name or ds_name, class_names, items, fingerprint, problems,
                             spool=directory)
-    listing.cleanup = weakref.finalize(listing, shutil.rmtree, directory, True)
+    listing.cleanup = weakref.finalize(listing, _remove_spool, directory)
     return listing
