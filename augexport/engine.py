@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from .errors import WorkerDied
 from .mixing import Mixing, streams
+from .options import default_workers
 from .plan import CopyPlan
 from .rng import example_rng, sort_key
 from .sources import SourceItem
@@ -98,10 +99,18 @@ def _partners(chunk: list[SourceItem], copies: list[tuple[int, ...]], seed: int,
 
 
 def _batches(blocks: Iterator[Block], batch_size: int) -> Iterator[tuple[list[Block], list[Unit]]]:
-    """Group units into tasks of `batch_size`; each task also carries the blocks it starts."""
+    """Group units into tasks of `batch_size`; each task also carries the blocks it starts. A block
+    with mixing partners is one task of its own, so its augmented copies are rendered once and
+    reused as partners (a partner outside the task would be rendered again)."""
     pending: list[Unit] = []
     new_blocks: list[Block] = []
     for block in blocks:
+        if any(u.partners for u in block.units):
+            if pending or new_blocks:
+                yield new_blocks, pending
+                pending, new_blocks = [], []
+            yield [block], list(block.units)
+            continue
         new_blocks.append(block)
         for unit in block.units:
             pending.append(unit)
@@ -174,8 +183,9 @@ def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], absorb: Callable[
     in_flight: collections.deque[tuple[list[Block], cf.Future[list[UnitOut]]]] = collections.deque()
     limit = workers * 3
     submitted = 0
+    threads = max(1, default_workers() // workers)  # default_workers(): the cores this process may use
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
-                                initargs=(job, os.getpid())) as pool:
+                                initargs=(job, os.getpid(), threads)) as pool:
         try:
             for new_blocks, units in tasks:
                 with _sigint_ignored(submitted < workers):  # a submit may spawn a worker

@@ -123,31 +123,61 @@ class Renderer:
         return run_stages(stages, example_rng(self.plan.seed, source_id, copy), pixels)
 
     def process(self, units: list[Unit]) -> list[UnitOut]:
-        return [self.process_unit(u) for u in units]
+        """Render a task's units. An augmented copy that is another copy's mixing partner in the same
+        task is rendered once and reused (the engine sends a block's units in one task when mixing):
+        the copies to be mixed wait until every unit of the task is rendered, then are mixed."""
+        wanted = {(p.item.source_id, p.copy) for u in units for ps in u.partners.values() for p in ps}
+        cache: dict[tuple[str, int], np.ndarray] = {}
+        outs, waiting = [], []
+        for unit in units:
+            out, pending = self._render(unit, wanted, cache)
+            outs.append(out)
+            waiting += [(out, unit, *p) for p in pending]
+        for out, unit, index, copy, image, params in waiting:
+            out.records[index] = self._finish_copy(unit, copy, image, params, cache)
+        return outs
 
     def process_unit(self, unit: Unit) -> UnitOut:
+        return self.process([unit])[0]
+
+    def _render(self, unit: Unit, wanted: set[tuple[str, int]], cache: dict[tuple[str, int], np.ndarray]
+                ) -> tuple[UnitOut, list[tuple[int, int, np.ndarray, list[dict[str, Any]]]]]:
+        """Decode and augment every copy of one unit; copies without partners are finished at once,
+        the others returned as (record index, copy, image, params) to be mixed."""
         item = unit.item
         try:
             pixels = self.decode(item)
         except DecodeError as exc:
-            return UnitOut(item.source_id, [], str(exc))
-        out = []
+            return UnitOut(item.source_id, [], str(exc)), []
+        records: list[RecordOut | None] = []
+        pending = []
         for copy in unit.copies:
             try:
                 image, params = self.augment(item.source_id, item.label, copy, pixels)
             except StageFailed as failed:
-                exc = failed.error
-                if isinstance(exc, VariantError):  # e.g. a TTA crop larger than this image: skip the image
-                    return UnitOut(item.source_id, [], str(exc))
-                return UnitOut(item.source_id, [], f"copy {copy}: a stage failed on this image "
-                               f"({pixels.shape[1]}x{pixels.shape[0]}x{pixels.shape[2]}): {type(exc).__name__}: {exc}")
-            out.append(self._finish_copy(unit, copy, image, params))
-        return UnitOut(item.source_id, out)
+                return UnitOut(item.source_id, [], self._failure(failed, copy, pixels)), []
+            if (item.source_id, copy) in wanted:
+                cache[(item.source_id, copy)] = image
+            if unit.partners.get(copy):
+                pending.append((len(records), copy, image, params))
+                records.append(None)
+            else:
+                records.append(self.build_record(item.source_id, item.label, copy, image, params))
+        return UnitOut(item.source_id, records), pending  # type: ignore[arg-type]
 
-    def _finish_copy(self, unit: Unit, copy: int, image: np.ndarray, params: list[dict[str, Any]]) -> RecordOut:
-        """Mix the copy if it has partners (or leave that to the main process), encode, frame."""
+    @staticmethod
+    def _failure(failed: StageFailed, copy: int, pixels: np.ndarray) -> str:
+        exc = failed.error
+        if isinstance(exc, VariantError):  # e.g. a TTA crop larger than this image: skip the image
+            return str(exc)
+        return (f"copy {copy}: a stage failed on this image ({pixels.shape[1]}x{pixels.shape[0]}x{pixels.shape[2]}): "
+                f"{type(exc).__name__}: {exc}")
+
+    def _finish_copy(self, unit: Unit, copy: int, image: np.ndarray, params: list[dict[str, Any]],
+                     cache: dict[tuple[str, int], np.ndarray]) -> RecordOut:
+        """Mix the copy with its partners (or leave that to the main process), encode, frame."""
         item = unit.item
-        steps = self._mix_steps(item.source_id, copy, image, unit.partners.get(copy, []))
+        steps = self._mix_steps(item.source_id, copy, image, unit.partners.get(copy, []), cache)
         if not steps:
             return self.build_record(item.source_id, item.label, copy, image, params)
         if self.job.defer_mix:
@@ -180,15 +210,18 @@ class Renderer:
         return RecordOut(copy, frame(encode_example(record.features())), label, first is not None,
                          encoded if self.job.keep_image else None)
 
-    def _mix_steps(self, source_id: str, copy: int, image: np.ndarray, partners: list[Partner]) -> list[MixStep]:
-        """Each partner's own augmented copy (recomputed here: same bytes in any worker) and the
-        sampled entry; a partner that cannot be rendered is left out (that entry does not mix)."""
+    def _mix_steps(self, source_id: str, copy: int, image: np.ndarray, partners: list[Partner],
+                   cache: dict[tuple[str, int], np.ndarray]) -> list[MixStep]:
+        """Each partner's own augmented copy (from this task, or recomputed: the same bytes either
+        way) and the sampled entry; a partner that cannot be rendered is left out (no mixing)."""
         mix = self.pipeline.mix
         steps = []
         for partner in partners:
             try:
-                pixels = self.decode(partner.item)
-                partner_image, _ = self.augment(partner.item.source_id, partner.item.label, partner.copy, pixels)
+                partner_image = cache.get((partner.item.source_id, partner.copy))
+                if partner_image is None:
+                    pixels = self.decode(partner.item)
+                    partner_image, _ = self.augment(partner.item.source_id, partner.item.label, partner.copy, pixels)
             except SourceUnavailable:  # the store is down: fail the run rather than leave the copy unmixed
                 raise
             except Exception:  # unreadable, or a stage fails on it: the partner is skipped on its own
@@ -229,12 +262,17 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def init_worker(job: Job, parent: int) -> None:
+def init_worker(job: Job, parent: int, threads: int) -> None:
     """Worker start-up. Ctrl-C (SIGINT to the whole process group) is the main process's to handle:
-    it stops the workers itself, so no worker prints a KeyboardInterrupt traceback of its own."""
+    it stops the workers itself, so no worker prints a KeyboardInterrupt traceback of its own.
+    OpenCV gets `threads` threads: the cores shared out between the workers (its default, one
+    thread per core in every worker, makes the workers fight over the cores)."""
     global _RENDERER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
+    import cv2
+
+    cv2.setNumThreads(threads)
     _RENDERER = Renderer(job)
 
 

