@@ -19,7 +19,7 @@ def close_matches(word: str, options: Iterable[str]) -> str:
     return f"; did you mean {', '.join(near)}?" if near else ""
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     """A finite int or float (NaN and infinities are never meaningful parameters, nor are ints
     too large for a float)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -52,9 +52,9 @@ def number(lo: float | None = None, hi: float | None = None, *, integer: bool = 
         is_int = isinstance(value, int) and not isinstance(value, bool)
         if integer and not is_int:
             raise ConfigError(path, f"expected {kind}, got {value!r}")
-        if not is_int and not _is_number(value):
+        if not is_int and not is_number(value):
             raise ConfigError(path, f"expected {kind}, got {value!r}")
-        if is_int and not integer and not _is_number(value):  # an int too large for a float
+        if is_int and not integer and not is_number(value):  # an int too large for a float
             raise ConfigError(path, f"{value!r} is out of range; accepted: {_interval(lo, hi, lo_open, hi_open)}")
         bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
         bad_hi = hi is not None and (value >= hi if hi_open else value > hi)

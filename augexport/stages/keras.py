@@ -20,14 +20,13 @@ the source coordinates are wrapped by hand and resampled with `cv2.remap`.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..registry import Stage, register
-from ..spec import Param, boolean, choice, number, pair
+from ..spec import Param, boolean, choice, is_number, number, pair
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 # OpenCV is imported lazily (in the kernels) so that `augexport --help` stays fast.
@@ -37,32 +36,22 @@ _INTERP = {0: "INTER_NEAREST", 1: "INTER_LINEAR"}
 
 
 # -- validation ------------------------------------------------------------------------------
-def _is_num(value: Any) -> bool:
-    """A finite int or float (an int too large for a float is not a usable number)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
 def shift_range(value: Any, path: str) -> Any:
     """Keras' shift ranges keep their type: int = integer pixels, float = fraction (< 1) or pixels,
     list = choices (each with a random sign)."""
     accepted = "a number >= 0 (float < 1: fraction of the size; int: integer pixels) or a non-empty list of numbers"
-    if _is_num(value):
+    if is_number(value):
         if value < 0:
             raise ConfigError(path, f"{value!r} is out of range; accepted: {accepted}")
         return value
-    if isinstance(value, (list, tuple)) and value and all(_is_num(v) for v in value):
+    if isinstance(value, (list, tuple)) and value and all(is_number(v) for v in value):
         return list(value)
     raise ConfigError(path, f"{value!r} is not accepted; accepted: {accepted}")
 
 
 def zoom_range(value: Any, path: str) -> Any:
     """A float z (Keras: [1 - z, 1 + z]) or a [low, high] pair."""
-    if _is_num(value):
+    if is_number(value):
         return number(0, 1, hi_open=True)(value, path)
     if isinstance(value, (list, tuple)):
         return pair(0, None)(value, path)
@@ -78,7 +67,7 @@ def brightness_range(value: Any, path: str) -> Any:
 
 
 def zoom_bounds(zoom: Any) -> tuple[float, float]:
-    if _is_num(zoom):
+    if is_number(zoom):
         return 1.0 - zoom, 1.0 + zoom
     return float(zoom[0]), float(zoom[1])
 
