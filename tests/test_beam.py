@@ -17,7 +17,7 @@ from augexport.cli import main
 from augexport.errors import UsageError
 from tests.helpers import manifest, shard_hashes
 
-# a keras stage, cutout and CutMix (issue 9); image_size 32 keeps the DirectRunner runs short
+# a keras stage, cutout and CutMix; image_size 32 keeps the DirectRunner runs short
 PIPELINE = {"copies": 2, "image_size": 32,
             "stages": [{"keras": {"rotation_range": 20, "width_shift_range": 0.1, "height_shift_range": 0.1,
                                   "shear_range": 10, "zoom_range": 0.1, "horizontal_flip": True}},

@@ -67,7 +67,7 @@ REQUIRED_ARGS: dict[str, dict] = {
     "Resize": {"size": 24},
 }
 
-#: Every augmenter named in the seeds (shared/seeds), with the arguments the tutorials use.
+#: Every augmenter the imgaug tutorials this product grew from name, with the arguments they use.
 SEED_STEPS = [
     {"Fliplr": {"p": 0.5}},
     {"Flipud": {"p": 0.5}},
