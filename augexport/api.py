@@ -43,11 +43,11 @@ def tta_merge(out: str | os.PathLike[str], split: str, predictions: Any, **kw: A
     return merge(out, split, predictions, **kw)
 
 
-def format_ops() -> str:
-    """`augexport ops`: every stage, op and parameter the pipeline file accepts."""
+def format_ops(word: str | None = None) -> str:
+    """`augexport ops [WORD]`: every stage, op and parameter the pipeline file accepts (those matching WORD)."""
     from .ops import format_ops as _format
 
-    return _format()
+    return _format(word)
 
 
 def compare(source: str | None, out: str | os.PathLike[str], **kw: Any) -> Any:

@@ -73,6 +73,16 @@ _output_options = (
     click.option("--quiet", is_flag=True, help="No progress bar."),
 )
 
+# Keras' resize modes (keras.utils.image_dataset_from_directory); without them --image-size stretches.
+_resize_options = (
+    click.option("--interpolation", help="With --image-size: Keras' resize, bilinear|nearest|bicubic|area|lanczos3|"
+                                         "lanczos5 (default: augexport's stretch, bilinear with area averaging)."),
+    click.option("--crop-to-aspect-ratio", is_flag=True, default=None,
+                 help="With --image-size: centre-crop to the target aspect ratio, then resize (Keras)."),
+    click.option("--pad-to-aspect-ratio", is_flag=True, default=None,
+                 help="With --image-size: resize to fit, then pad with zeros to the target size (Keras)."),
+)
+
 common_options = _compose(
     click.option("--config", type=click.Path(dir_okay=False), help="Pipeline file (.yaml or .json)."),
     *_source_options,
@@ -81,6 +91,7 @@ common_options = _compose(
     click.option("--copies", type=int, help="Augmented copies per source image."),
     click.option("--include-original/--no-include-original", default=None, help="Also write each original (copy 0)."),
     click.option("--image-size", help="Resize to 224 or HxW like 224x160."),
+    *_resize_options,
     click.option("--seed", type=int, help="Seed of every per-example generator (default 0)."),
     click.option("--label-smoothing", type=float, help="Label smoothing epsilon for soft_label."),
     click.option("--device", default="auto", show_default=True,
@@ -342,11 +353,16 @@ def compare(paths: tuple[str, ...], quiet: bool, **kw: Any) -> None:
 
 
 @main.command()
-def ops() -> None:
-    """List every stage, op and parameter the pipeline file accepts."""
+@click.argument("word", required=False)
+def ops(word: str | None) -> None:
+    """List every stage, op and parameter the pipeline file accepts; WORD (e.g. keras, zoom, resize)
+    keeps the stages whose name, ops or parameters contain it."""
     from . import api
 
-    click.echo(api.format_ops())
+    try:
+        click.echo(api.format_ops(word))
+    except AugexportError as exc:
+        _fail(exc)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,9 @@ class ExportOptions:
     copies: int | None = None
     include_original: bool | None = None
     image_size: Any = None
+    interpolation: str | None = None  # these three: Keras' resize modes (resize.py)
+    crop_to_aspect_ratio: bool | None = None
+    pad_to_aspect_ratio: bool | None = None
     label_smoothing: float | None = None
     keras: dict[str, Any] = field(default_factory=dict)  # ImageDataGenerator flags (text or values)
     mix_method: str | None = None

@@ -30,7 +30,7 @@ from .manifest import FORMAT_VERSION, read_manifest, write_manifest
 from .naming import MANIFEST, SPOOL_PREFIX, SplitNames, colliding_ids, dataset_name, image_file
 from .options import ExportOptions, is_tfds
 from .outdir import OutDir
-from .pipeline import Pipeline, dry_run, flag_overrides, resolve_pipeline
+from .pipeline import Pipeline, dry_run, flag_overrides, resolve_with_flags
 from .plan import CopyPlan, make_plan
 from .resume import (
     Journal,
@@ -108,7 +108,7 @@ class ExportRun:
         opts.check(self.source)
         if opts.runner == "beam":
             _check_beam(opts, [self.source, self.out_arg])
-        self.pipeline: Pipeline = resolve_pipeline(opts.config, self._overrides())
+        self.pipeline: Pipeline = resolve_with_flags(opts.config, opts.overrides, self._flags())
         dry_run(self.pipeline, opts.channels)
         self.plan: CopyPlan = make_plan(self.pipeline, self.tta["variants"] if self.tta else ())
         self.batch: BatchDevice = resolve_device("cpu" if opts.runner == "beam" else opts.device,
@@ -126,12 +126,13 @@ class ExportRun:
             if self.listing is not None:
                 self.listing.release()
 
-    def _overrides(self) -> dict[str, Any]:
+    def _flags(self) -> dict[str, Any]:
         o = self.options
-        flags = flag_overrides(o.config, seed=o.seed, copies=o.copies, include_original=o.include_original,
-                               image_size=o.image_size, label_smoothing=o.label_smoothing, keras=o.keras,
-                               mix_method=o.mix_method, mix_alpha=o.mix_alpha, mix_p=o.mix_p)
-        return {**(o.overrides or {}), **{k: v for k, v in flags.items() if v is not None}}
+        return flag_overrides(o.config, seed=o.seed, copies=o.copies, include_original=o.include_original,
+                              image_size=o.image_size, label_smoothing=o.label_smoothing, keras=o.keras,
+                              mix_method=o.mix_method, mix_alpha=o.mix_alpha, mix_p=o.mix_p,
+                              resize={"interpolation": o.interpolation, "crop_to_aspect_ratio": o.crop_to_aspect_ratio,
+                                      "pad_to_aspect_ratio": o.pad_to_aspect_ratio})
 
     def _check_source_and_out(self) -> None:
         if is_tfds(self.source):
@@ -206,7 +207,7 @@ class ExportRun:
         self.progress = Progress(c.get("written", 0), c.get("mixed", 0),
                                  list(c.get("label_counts") or [0] * len(listing.class_names)),
                                  [tuple(e) for e in c.get("errors", [])] or list(listing.problems))
-        decoder = codec.Decoder(opts.channels, self.pipeline.image_size, opts.max_pixels)
+        decoder = codec.Decoder(opts.channels, self.pipeline.image_size, opts.max_pixels, self.pipeline.resize)
         self.stats = (featurewise_stats(listing.items, self.pipeline, decoder)
                       if needs_featurewise_stats(self.pipeline) else None)
         if self.progress.errors and opts.on_error == "fail":

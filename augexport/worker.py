@@ -88,7 +88,7 @@ class Renderer:
         self.job = job
         self.pipeline: Pipeline = build_pipeline(job.pipeline_spec)
         self.plan: CopyPlan = make_plan(self.pipeline, job.variants)
-        self.decoder = codec.Decoder(job.channels, self.pipeline.image_size, job.max_pixels)
+        self.decoder = codec.Decoder(job.channels, self.pipeline.image_size, job.max_pixels, self.pipeline.resize)
 
     def decode(self, item: SourceItem) -> np.ndarray:
         return self.decoder(item.read(self.job.max_file_bytes))
