@@ -48,8 +48,16 @@ def _keras_options(f: Any) -> Any:
 
 # Options shared by `export` and `tta`: where the source is and how the output is written.
 _source_options = (
-    click.option("--labels", type=click.Path(dir_okay=False), help="filename,label CSV for a flat SOURCE folder."),
+    click.option("--labels", type=click.Path(dir_okay=False),
+                 help="filename,label CSV for a flat SOURCE folder (or the labels .npy of npy:X.npy)."),
     click.option("--data-dir", help="TFDS data directory (tfds: sources)."),
+    click.option("--x-key", help="npz: sources: the pixel array's key (default x)."),
+    click.option("--y-key", help="npz: sources: the label array's key (default y)."),
+    click.option("--class-names", metavar="A,B,...",
+                 help="Array sources: class names in label order (default: the npz's class_names, else 0..C-1)."),
+    click.option("--value-range", metavar="auto|0,1|0,255",
+                 help="Array sources with float pixels: [0, 1] (scaled by 255) or [0, 255]; auto (default) "
+                      "decides from the maximum (uint8 is taken as it is)."),
 )
 _output_options = (
     click.option("--workers", type=int, help="Worker processes (default: all cores)."),
@@ -61,7 +69,7 @@ _output_options = (
     click.option("--num-shards", type=int, help="Exact number of shards."),
     click.option("--shard-size", help="Target shard size, e.g. 256MiB (default)."),
     click.option("--compression", default="none", show_default=True, help="none|gzip (gzip is not TFDS-loadable)."),
-    click.option("--channels", type=int, default=3, show_default=True, help="3 (RGB) or 1 (grey)."),
+    click.option("--channels", type=int, help="3 (RGB) or 1 (grey); default 3, or an array source's own (1 for N×H×W)."),
     click.option("--on-error", default="skip", show_default=True, help="skip|fail for unreadable inputs."),
     click.option("--max-pixels", type=int,
                  help="Largest image (width x height) decoded; bigger ones are skipped as decompression bombs "
@@ -283,7 +291,9 @@ def inspect(out: str, verify: bool, as_json: bool) -> None:
         _fail(exc)
     click.echo(json.dumps(report, indent=2) if as_json else api.format_inspect(report))
     if verify:
-        click.echo("verify: every shard matches the manifest")
+        images = any("images" in s for s in report["splits"].values())
+        click.echo("verify: every shard matches the manifest" + (", every image file its sha256 in labels.csv"
+                                                                    if images else ""))
 
 
 @main.command()

@@ -106,7 +106,8 @@ def _jpeg_draft_scale(w: int, h: int, size: tuple[int, int] | None) -> int:
     return next((s for s in (8, 4, 2, 1) if scale >= s), 1)
 
 
-def _decode_jpeg_fast(data: bytes, channels: int, size: tuple[int, int] | None, max_pixels: int) -> np.ndarray | None:
+def _decode_jpeg_fast(data: bytes, channels: int, size: tuple[int, int] | None, max_pixels: int,
+                      fastdct: bool = False) -> np.ndarray | None:
     """libjpeg-turbo through simplejpeg (about 2x PIL's path) for plain JPEGs; None means "use PIL".
 
     Only taken where the result equals PIL's: YCbCr/RGB/grey colour, EXIF orientation 1, same DCT
@@ -130,7 +131,8 @@ def _decode_jpeg_fast(data: bytes, channels: int, size: tuple[int, int] | None, 
         return None
     scale = _jpeg_draft_scale(w, h, size)
     try:
-        arr = simplejpeg.decode_jpeg(data, colorspace=target, min_height=-(-h // scale), min_width=-(-w // scale))
+        arr = simplejpeg.decode_jpeg(data, colorspace=target, min_height=-(-h // scale), min_width=-(-w // scale),
+                                     fastdct=fastdct)
     except ValueError:
         return None  # corrupt or truncated: PIL's path reports it
     return arr if arr.ndim == 3 else arr[:, :, None]
@@ -158,12 +160,14 @@ class Decoder:
 def decode(data: bytes, *, channels: int = 3, size: tuple[int, int] | None = None,
            max_pixels: int = DEFAULT_MAX_PIXELS, mode: ResizeMode | None = None) -> np.ndarray:
     """Bytes of any PIL-readable image -> uint8 array (H, W, channels), optionally resized to size=(H, W).
-    The Keras resize modes decode at full size (Keras does), so the JPEG DCT shortcut is only taken
-    for the default stretch."""
+    With Keras' resize modes a JPEG is decoded as `tf.io.decode_image` does (full size, libjpeg-turbo's
+    INTEGER_FAST DCT, fancy upsampling: bit-identical on the fast path); the default stretch keeps
+    the DCT-domain downscale and the accurate DCT."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    draft = None if mode is not None and mode.keras else size
-    arr = _decode_jpeg_fast(data, channels, draft, max_pixels)
+    keras = mode is not None and mode.keras
+    draft = None if keras else size
+    arr = _decode_jpeg_fast(data, channels, draft, max_pixels, fastdct=keras)
     if arr is None:
         arr = decode_pil(data, channels=channels, size=draft, max_pixels=max_pixels)
     return fit(arr, size, mode)

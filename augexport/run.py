@@ -27,7 +27,7 @@ from .engine import Emitted, blocks_after, plan_export, run
 from .errors import ExportFailed, Interrupted, UsageError
 from .featurewise import featurewise_stats, needs_featurewise_stats
 from .manifest import FORMAT_VERSION, read_manifest, write_manifest
-from .naming import MANIFEST, SPOOL_PREFIX, SplitNames, colliding_ids, dataset_name, image_file
+from .naming import MANIFEST, SplitNames, colliding_ids, dataset_name, image_file, is_spool
 from .options import ExportOptions, is_tfds
 from .outdir import OutDir
 from .pipeline import Pipeline, dry_run, flag_overrides, resolve_with_flags
@@ -48,6 +48,7 @@ from .sinks.images import ImageFolderWriter
 from .sinks.tfds_meta import write_metadata
 from .sinks.tfrecord import ShardInfo, ShardWriter, rename_final
 from .sources import SourceListing
+from .sources.arrays import is_array_source
 from .sources.open import open_source
 from .worker import Job
 
@@ -119,7 +120,7 @@ class ExportRun:
             with self.outdir.lock():
                 return self._locked()
         except BaseException:
-            if created and not [e for e in self.outdir.entries() if not e.startswith(SPOOL_PREFIX)]:
+            if created and not [e for e in self.outdir.entries() if not is_spool(e)]:
                 self.outdir.remove_root()
             raise
         finally:
@@ -135,7 +136,7 @@ class ExportRun:
                                       "pad_to_aspect_ratio": o.pad_to_aspect_ratio})
 
     def _check_source_and_out(self) -> None:
-        if is_tfds(self.source):
+        if is_tfds(self.source) or is_array_source(self.source):
             return
         src, dst = Path(self.source).resolve(), self.out.resolve()
         if dst == src or src in dst.parents:
@@ -145,10 +146,10 @@ class ExportRun:
         opts = self.options
         self.listing = open_source(self.source, labels=opts.labels, name=opts.name, split=opts.split,
                                    data_dir=opts.data_dir, image_key=opts.image_key, label_key=opts.label_key,
-                                   spool_dir=self.out if is_tfds(self.source) else None)
+                                   spool_dir=self.out, arrays=opts.array_options())
         self.names = SplitNames(dataset_name(opts.name or self.listing.name), opts.base_split(self.source))
         for stale in self.outdir.entries():
-            if stale.startswith(SPOOL_PREFIX) and stale != self.listing.spool_name:
+            if is_spool(stale) and stale != self.listing.spool_name:
                 self.outdir.remove(stale)  # left by a killed run
         self.identity = self._identity()
         journal = read_journal(self.outdir, self.names, len(self.listing.class_names)) if opts.resume else None
@@ -222,12 +223,19 @@ class ExportRun:
     def _write_local(self, state: ResumeState) -> ExportResult:
         opts, listing = self.options, self.listing
         assert listing is not None
+        images = ImageFolderWriter(self.outdir, self.names, identity_key(self.identity),
+                                   num_classes=len(listing.class_names),
+                                   keep_rows=state.counters.get("written", 0) if state.finished else 0
+                                   ) if opts.keeps_images else None
+
+        def shard_closed(info: ShardInfo, last: int) -> None:
+            if images is not None:
+                images.flush()  # the labels rows of the records this shard holds are on disk with it
+            self.journal.record(info, last, self.progress.snapshot())
+
         writer = ShardWriter(self.outdir, self.names, planned_total=self.plan.total([it.label for it in listing.items]),
                              num_shards=opts.num_shards, shard_bytes=opts.shard_bytes, compression=opts.compression,
-                             finished=state.finished,
-                             on_shard_closed=lambda info, last: self.journal.record(info, last, self.progress.snapshot())
-                             ) if opts.writes_shards else None
-        images = ImageFolderWriter(self.outdir, self.names, identity_key(self.identity)) if opts.keeps_images else None
+                             finished=state.finished, on_shard_closed=shard_closed) if opts.writes_shards else None
         blocks = list(blocks_after(plan_export(listing.items, self.plan, self.pipeline.mix, opts.shuffle),
                                    state.last_planned if state.finished else -1))
         if opts.on_start:
@@ -276,7 +284,8 @@ class ExportRun:
                 writer.write(rec.planned_index, rec.framed)
             if images is not None and rec.image is not None:
                 class_name = listing.class_names[rec.label]
-                images.write(image_file(self.names, class_name, rec.source_id, rec.copy, ext, collisions), rec.image)
+                images.write(image_file(self.names, class_name, rec.source_id, rec.copy, ext, collisions), rec.image,
+                             rec.framed)
             progress.written += 1
             progress.mixed += rec.mixed
             progress.label_counts[rec.label] += 1
@@ -307,7 +316,7 @@ class ExportRun:
             retire(self.outdir, plan.manifest, plan.replaces, self.names.split)
             shards = rename_final(self.outdir, self.names, closed)
             if images is not None:
-                images.finalize()
+                self.images_info = images.finalize()
             seconds = time.perf_counter() - self.t0
             self._write_metadata(shards, seconds, timings)
         except OSError as exc:
@@ -350,6 +359,7 @@ class ExportRun:
             "errors_file": self.names.errors_file,
             **({"tta": self.tta} if self.tta is not None else {}),
             **({"featurewise_stats": self.stats} if self.stats is not None else {}),
+            **({"images": self.images_info} if getattr(self, "images_info", None) else {}),
             "timings": {"seconds": round(seconds, 3),
                         "images_per_s": round(len(listing.items) / seconds, 2) if seconds else None,
                         "workers": o.workers, "batch_size": o.batch_size, **timings},
