@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from .errors import AugexportError, Interrupted, UsageError
+from .quiet import set_verbose
 
 # Shared option groups (decorators), sqlite-utils style.
 
@@ -79,6 +80,7 @@ _output_options = (
     click.option("--resume", is_flag=True, help="Complete an interrupted run into the same OUT."),
     click.option("--overwrite", is_flag=True, help="Replace existing output in OUT."),
     click.option("--quiet", is_flag=True, help="No progress bar."),
+    click.option("--verbose", is_flag=True, help="Also show what TensorFlow and Apache Beam print (hidden by default)."),
 )
 
 # Keras' resize modes (keras.utils.image_dataset_from_directory); without them --image-size stretches.
@@ -179,6 +181,7 @@ def export(source: str, out: str, **kw: Any) -> None:
     from . import api
 
     progress = _Progress(kw.pop("quiet"))
+    set_verbose(kw.pop("verbose"))
 
     def call() -> Any:
         keras = _keras_values(kw)
@@ -248,6 +251,7 @@ def tta(source: str, out: str, **kw: Any) -> None:
     from . import api
 
     progress = _Progress(kw.pop("quiet"))
+    set_verbose(kw.pop("verbose"))
 
     def call() -> Any:
         return api.tta(source, out, command=["augexport", *sys.argv[1:]], on_start=progress.start,

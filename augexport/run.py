@@ -16,6 +16,7 @@ import importlib.util
 import json
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .options import ExportOptions, is_tfds
 from .outdir import OutDir
 from .pipeline import Pipeline, dry_run, flag_overrides, resolve_with_flags
 from .plan import CopyPlan, make_plan
+from .quiet import quiet_stderr
 from .resume import (
     Journal,
     OutPlan,
@@ -50,6 +52,7 @@ from .sinks.tfrecord import ShardInfo, ShardWriter, rename_final
 from .sources import SourceListing
 from .sources.arrays import is_array_source
 from .sources.open import open_source
+from .targets import make_out_dir
 from .worker import Job
 
 
@@ -236,10 +239,12 @@ class ExportRun:
         writer = ShardWriter(self.outdir, self.names, planned_total=self.plan.total([it.label for it in listing.items]),
                              num_shards=opts.num_shards, shard_bytes=opts.shard_bytes, compression=opts.compression,
                              finished=state.finished, on_shard_closed=shard_closed) if opts.writes_shards else None
-        blocks = list(blocks_after(plan_export(listing.items, self.plan, self.pipeline.mix, opts.shuffle),
-                                   state.last_planned if state.finished else -1))
-        if opts.on_start:
-            opts.on_start(sum(len(b.units) for b in blocks))
+        last = state.last_planned if state.finished else -1
+        blocks = blocks_after(plan_export(listing.items, self.plan, self.pipeline.mix, opts.shuffle), last)
+        if opts.on_start:  # blocks are planned as they are written (held all at once, they grow with N)
+            opts.on_start(len(listing.items) if last < 0 else
+                          sum(len(b.units) for b in blocks_after(plan_export(
+                              listing.items, self.plan, self.pipeline.mix, opts.shuffle), last)))
         mixer = block_finisher(self.job, self.batch)
         try:
             self._stream(blocks, mixer, writer, images, state.last_planned if state.finished else -1)
@@ -259,7 +264,7 @@ class ExportRun:
         shards = writer.close() if writer is not None else []
         return self._finalize(shards, timings, images)
 
-    def _stream(self, blocks: list[Any], mixer: Any, writer: ShardWriter | None, images: ImageFolderWriter | None,
+    def _stream(self, blocks: Iterable[Any], mixer: Any, writer: ShardWriter | None, images: ImageFolderWriter | None,
                 last_written: int) -> None:
         """Engine records -> sinks, in final order; failed sources go to the errors list."""
         opts, listing, progress = self.options, self.listing, self.progress
@@ -295,10 +300,11 @@ class ExportRun:
 
         opts, listing = self.options, self.listing
         assert listing is not None
-        got = run_export(listing, self.plan, self.pipeline.mix, self.job, outdir=self.outdir, names=self.names,
-                         shuffle=opts.shuffle, num_shards=opts.num_shards, shard_bytes=opts.shard_bytes,
-                         compression=opts.compression, on_error=opts.on_error,
-                         beam_options=list(opts.beam_options or []))
+        with quiet_stderr():  # Beam's and its workers' log lines; shown with --verbose or on failure
+            got = run_export(listing, self.plan, self.pipeline.mix, self.job, outdir=self.outdir, names=self.names,
+                             shuffle=opts.shuffle, num_shards=opts.num_shards, shard_bytes=opts.shard_bytes,
+                             compression=opts.compression, on_error=opts.on_error,
+                             beam_options=list(opts.beam_options or []))
         seen = {sid for sid, _ in self.progress.errors}
         self.progress.errors += [e for e in got.errors if e[0] not in seen]
         self.progress.written, self.progress.mixed, self.progress.label_counts = got.written, got.mixed, got.label_counts
@@ -414,16 +420,9 @@ def _write_tfds_metadata(outdir: OutDir, manifest: dict[str, Any]) -> None:
 
 def _make_dir(out: Path) -> bool:
     """Create OUT (and its parents) when missing; True when this run created it. Every reason it
-    cannot be used is a usage error before any work."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"OUT {out} exists and is not a directory")
-    if out.is_dir():
-        return False
-    try:
-        out.mkdir(parents=True)
-    except OSError as exc:
-        raise UsageError(f"OUT {out} cannot be created: {exc.strerror or exc}") from None
-    return True
+    cannot be used (a file in the way, a dangling link, a name too long, a place that refuses
+    writes) is a usage error before any work (targets.make_out_dir)."""
+    return make_out_dir(out)
 
 
 def _check_beam(opts: ExportOptions, paths: list[str]) -> None:
@@ -439,6 +438,7 @@ def _check_beam(opts: ExportOptions, paths: list[str]) -> None:
     if opts.resume:
         raise UsageError("--resume is not available with --runner beam (a failed Beam run leaves nothing to resume); "
                          "rerun without it, adding --overwrite if OUT holds a partial run")
-    from .beam import make_options, pipeline_flags  # imports apache_beam
+    with quiet_stderr():
+        from .beam import make_options, pipeline_flags  # imports apache_beam
 
-    make_options(pipeline_flags(list(opts.beam_options or [])))
+        make_options(pipeline_flags(list(opts.beam_options or [])))

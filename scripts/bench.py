@@ -196,17 +196,70 @@ def row_export(src: str, out: str, pipeline: dict[str, Any] | None, workers: int
     return time.perf_counter() - t0
 
 
+def make_arrays(root: Path, n: int) -> dict[str, str]:
+    """Fashion-MNIST-shaped arrays (fixed seed): N×28×28 uint8 pixels and 10 classes, as .npy files,
+    at N and N/10 images (the streaming row)."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, n).astype(np.uint8)
+    out = {}
+    for key, k in (("arrays_small", n // 10), ("arrays", n)):
+        np.save(root / f"x_{k}.npy", x[:k])
+        np.save(root / f"y_{k}.npy", y[:k])
+        out[key] = f"npy:{root / f'x_{k}.npy'},{root / f'y_{k}.npy'}"
+    return out
+
+
+def vm_hwm_kib(pid: int | str = "self") -> int | None:
+    """Peak resident set of a process since it exec'd (VmHWM), or None without /proc."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+
+
+class WorkerPeak:
+    """Largest VmHWM of the worker processes alive while a row runs, sampled from /proc.
+
+    Why not ru_maxrss: a process started by fork+exec (every spawned worker, and this child row
+    itself, started by the bench) has a ru_maxrss of at least its parent's resident set at the
+    moment of the fork (Linux carries the maximum across exec), so RUSAGE_CHILDREN and even this
+    process's RUSAGE_SELF can show the launcher's memory instead of their own. VmHWM is reset by exec."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        import multiprocessing as mp
+
+        while not self._stop.wait(0.05):
+            for proc in mp.active_children():
+                self.kib = max(self.kib, vm_hwm_kib(proc.pid) or 0)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.kib
+
+
 def child(spec: dict[str, Any]) -> None:
     kind = spec["kind"]
+    peak = WorkerPeak()
     if kind == "floor":
         seconds = row_floor(_files(Path(spec["src"])), spec["workers"], spec["batch"])
     elif kind == "idg":
         seconds = row_idg(_files(Path(spec["src"]))[: spec["limit"]], spec["workers"], spec["tmp"])
     else:
         seconds = row_export(spec["src"], spec["out"], spec["pipeline"], spec["workers"], spec["batch"])
-    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "rss_main_kib": me, "rss_worker_kib": kids}))
+    me = vm_hwm_kib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = peak.stop() or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"seconds": seconds, "rss_main_kib": me, "rss_worker_kib": workers}))
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +302,7 @@ def main() -> None:
     ap.add_argument("--jpegs", type=int, help="500x375 JPEGs (default 1000)")
     ap.add_argument("--pngs", type=int, help="32x32 PNGs for the RSS row (default 10000)")
     ap.add_argument("--idg-images", type=int, help="images the slow IDG row processes (default 200)")
+    ap.add_argument("--arrays", type=int, help="28x28 array images for the array-source RSS row (default 100000)")
     ap.add_argument("--repeats", type=int, help="runs per row; the median is printed (default 3)")
     ap.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -270,6 +324,8 @@ def main() -> None:
         root = Path(args.keep or tmp)
         print(f"building data set in {root}: {n_jpeg} JPEGs ~500x375, {n_png} PNGs 32x32 ...", flush=True)
         data = make_dataset(root, n_jpeg, n_png, n_png // 10)
+        n_arrays = args.arrays or (20000 if args.quick else 100000)
+        data.update({k: Path(v) for k, v in make_arrays(root, n_arrays).items()})
         print(f"  done in {time.perf_counter() - t_start:.1f} s; cores {os.cpu_count()}, repeats {repeats}", flush=True)
         rate: dict[tuple[str, int], float | None] = {}
         runs: dict[tuple[str, int], list[float]] = {}
@@ -291,13 +347,14 @@ def main() -> None:
                 rate[row, w] = n / statistics.median(runs[row, w]) if (row, w) in runs else None
         mem_row = "d" if "keras" in stages else "c"
         rss = {}
-        for key in ("png_small", "png"):
+        for key in ("png_small", "png", "arrays_small", "arrays"):
             got = run_child({"kind": "export", "src": str(data[key]), "out": f"{tmp}/out-rss-{key}", "workers": 2,
                              "batch": args.batch_size, "pipeline": PIPELINES[mem_row]})
             rss[key] = got
         help_s = time_help(max(3, repeats))
         elapsed = time.perf_counter() - t_start
     report(rate, worker_counts, stages, rss, mem_row, n_png, help_s, elapsed)
+    report_arrays(rss, mem_row, n_arrays)
 
 
 def report(rate: dict[tuple[str, int], float | None], workers: list[int], stages: set[str], rss: dict[str, Any],
@@ -346,6 +403,18 @@ def report(rate: dict[tuple[str, int], float | None], workers: list[int], stages
     print(f"  ({n_png} PNGs took {big['seconds']:.1f} s: {n_png / big['seconds']:.0f} images/s)")
     print(f"augexport --help: {help_s:.2f} s ({'meets' if help_s < 0.5 else 'MISSES'} < 0.5 s)")
     print(f"bench wall time: {elapsed:.0f} s")
+
+
+def report_arrays(rss: dict[str, Any], mem_row: str, n: int) -> None:
+    small, big = rss["arrays_small"], rss["arrays"]
+    main_growth = big["rss_main_kib"] / small["rss_main_kib"] - 1
+    worker_growth = big["rss_worker_kib"] / max(1, small["rss_worker_kib"]) - 1
+    print(f"\nPeak RSS of ({mem_row}) from npy:X,Y arrays of 28x28, 2 workers: {n // 10} images: main "
+          f"{small['rss_main_kib'] / 1024:.0f} MiB, worker {small['rss_worker_kib'] / 1024:.0f} MiB; {n} images: main "
+          f"{big['rss_main_kib'] / 1024:.0f} MiB ({main_growth:+.1%}), worker {big['rss_worker_kib'] / 1024:.0f} MiB "
+          f"({worker_growth:+.1%})")
+    print(f"  ({n} images took {big['seconds']:.1f} s: {n / big['seconds']:.0f} images/s; peak RSS = VmHWM, the "
+          "largest of the pool's processes for the worker)")
 
 
 if __name__ == "__main__":

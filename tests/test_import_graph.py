@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "augexport"
 
 # room -> level; a module may import modules of its own level or below. Sub-packages are one room.
 LEVELS = {
-    "augexport": 0, "errors": 0, "rng": 0, "spec": 0, "naming": 0,
-    "outdir": 1, "records": 1, "codec": 1, "resize": 1, "registry": 1, "imgaug_compat": 1,
+    "augexport": 0, "errors": 0, "rng": 0, "spec": 0, "naming": 0, "quiet": 0,
+    "outdir": 1, "targets": 1, "records": 1, "codec": 1, "resize": 1, "registry": 1, "imgaug_compat": 1,
     "sources": 2, "stages": 2, "manifest": 2, "sinks": 2,
     "pipeline": 3,
     "plan": 4, "featurewise": 4, "reader": 4, "options": 4, "resume": 4,

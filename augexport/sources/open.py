@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from ..errors import UsageError
+from ..quiet import quiet_stderr
 from . import SourceListing
 from .arrays import ArrayOptions, is_array_source, list_arrays
 from .folder import list_folder
@@ -28,8 +29,9 @@ def open_source(source: str, *, labels: str | None = None, name: str | None = No
 
         if labels:
             raise UsageError("--labels applies to folder sources only; a tfds: source has its own labels")
-        return list_tfds(str(source)[5:], split=split, data_dir=data_dir, name=name, image_key=image_key,
-                         label_key=label_key, spool_dir=spool_dir)
+        with quiet_stderr():  # TF's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL (quiet.py)
+            return list_tfds(str(source)[5:], split=split, data_dir=data_dir, name=name, image_key=image_key,
+                             label_key=label_key, spool_dir=spool_dir)
     if image_key or label_key:
         raise UsageError("--image-key/--label-key apply to tfds: sources only")
     return list_folder(source, labels=labels, name=name)
