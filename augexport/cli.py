@@ -308,6 +308,7 @@ def inspect(out: str, verify: bool, as_json: bool) -> None:
 @click.option("--copies", type=int, default=4, show_default=True, help="Augmented copies per row.")
 @click.option("--seed", type=int, help="Seed (default: the pipeline's, else 0).")
 @click.option("--image-size", help="Resize to 224 or HxW like 224x160.")
+@_compose(*_resize_options)
 @click.option("--labels", type=click.Path(dir_okay=False), help="filename,label CSV for a flat SOURCE folder.")
 @click.option("--split", help="TFDS split expression (tfds: sources).")
 @click.option("--data-dir", help="TFDS data directory (tfds: sources).")

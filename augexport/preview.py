@@ -23,7 +23,7 @@ from . import codec
 from .engine import plan_export
 from .errors import UsageError
 from .outdir import write_file_atomic
-from .pipeline import Pipeline, resolve_pipeline
+from .pipeline import Pipeline, resolve_with_flags
 from .plan import CopyPlan
 from .records import decode_example, read_tfrecords
 from .sources.open import open_source
@@ -126,14 +126,18 @@ class PreviewRow:
 
 def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int = 4, *, seed: int | None = None,
                  image_size: str | None = None, labels: str | None = None, split: str | None = None,
-                 data_dir: str | None = None, shuffle: bool = True) -> tuple[list[str], list[PreviewRow]]:
+                 data_dir: str | None = None, shuffle: bool = True, interpolation: str | None = None,
+                 crop_to_aspect_ratio: bool | None = None,
+                 pad_to_aspect_ratio: bool | None = None) -> tuple[list[str], list[PreviewRow]]:
     """The records export (with `--encoding png --copies N`) writes for the first n sources: (class names, rows)."""
     if n < 1:
         raise UsageError(f"-n {n} is not accepted; accepted: an integer >= 1")
     if not 1 <= copies <= 64:
         raise UsageError(f"--copies {copies} is not accepted; accepted: 1..64 for a preview")
-    pipeline = resolve_pipeline(config, {"seed": seed, "image_size": image_size, "copies": copies,
-                                         "include_original": True})
+    pipeline = resolve_with_flags(config, None, {
+        "seed": seed, "image_size": image_size, "copies": copies, "include_original": True,
+        "interpolation": interpolation, "crop_to_aspect_ratio": crop_to_aspect_ratio or None,
+        "pad_to_aspect_ratio": pad_to_aspect_ratio or None})
     listing = open_source(source, labels=labels, split=split, data_dir=data_dir)
     if not listing.items:
         raise UsageError(f"{source} has no readable images to preview")

@@ -105,6 +105,7 @@ class ExportRun:
         self.tta = tta
         self.t0 = time.perf_counter()
         self.listing: SourceListing | None = None
+        self.images_info: dict[str, Any] | None = None  # the image folder's manifest entry, once finalized
 
     # -- prepare ------------------------------------------------------------------------------
     def execute(self) -> ExportResult:
@@ -365,7 +366,7 @@ class ExportRun:
             "errors_file": self.names.errors_file,
             **({"tta": self.tta} if self.tta is not None else {}),
             **({"featurewise_stats": self.stats} if self.stats is not None else {}),
-            **({"images": self.images_info} if getattr(self, "images_info", None) else {}),
+            **({"images": self.images_info} if self.images_info else {}),
             "timings": {"seconds": round(seconds, 3),
                         "images_per_s": round(len(listing.items) / seconds, 2) if seconds else None,
                         "workers": o.workers, "batch_size": o.batch_size, **timings},

@@ -1,6 +1,6 @@
 """Benchmark of the export path against the codec floor and a naive ImageDataGenerator loop.
 
-    PYTHONPATH=$PWD python scripts/bench.py            # full: 1,000 JPEGs + 10,000 PNGs, ~5-8 min on 2 cores
+    PYTHONPATH=$PWD python scripts/bench.py            # full: 1,000 JPEGs, 10,000 PNGs, 100,000 arrays: ~3-4 min on 2 cores
     PYTHONPATH=$PWD python scripts/bench.py --quick    # ~1-2 min
 
 Builds its own data set under a temp dir from photos bundled with scikit-image, then runs every
@@ -298,7 +298,7 @@ def _verdict(x: float | None, target: float | None, text: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes: 200 JPEGs, 2,000 PNGs, 2 repeats")
+    ap.add_argument("--quick", action="store_true", help="small sizes: 200 JPEGs, 2,000 PNGs, 20,000 arrays, 2 repeats")
     ap.add_argument("--jpegs", type=int, help="500x375 JPEGs (default 1000)")
     ap.add_argument("--pngs", type=int, help="32x32 PNGs for the RSS row (default 10000)")
     ap.add_argument("--idg-images", type=int, help="images the slow IDG row processes (default 200)")
