@@ -210,3 +210,13 @@ def test_tta_merge_refuses_more_columns_than_classes(tmp_path: Path) -> None:
     np.save(tmp_path / "p.npy", np.full((6, 2), 0.5))
     assert RUNNER.invoke(main, ["tta-merge", str(out), "--predictions", str(tmp_path / "p.npy")]).exit_code == 0
     assert api.inspect(out)["splits"]["test"]["records"] == 6
+
+
+def test_preview_shows_the_end_of_long_source_ids() -> None:
+    from PIL import ImageDraw, ImageFont
+
+    from augexport.preview import _clip_left
+
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    text = _clip_left(draw, "sample_photos-train.tfrecord-00000-of-00001__1234", ImageFont.load_default(), 100)
+    assert text.startswith("...") and text.endswith("__1234")
