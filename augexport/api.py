@@ -19,14 +19,32 @@ from .pipeline import Pipeline, resolve_pipeline
 from .run import ExportResult, ExportRun
 from .sources.open import open_source
 
-__all__ = ["ExportResult", "Pipeline", "UsageError", "compare", "dataset_name", "export", "format_inspect", "format_ops", "inspect",
-           "open_source", "parse_size", "preview", "resolve_pipeline", "tta", "tta_merge"]
+__all__ = ["ExportResult", "Pipeline", "UsageError", "compare", "dataset_name", "export", "export_arrays", "format_inspect",
+           "format_ops", "inspect", "load_arrays", "open_source", "parse_size", "preview", "resolve_pipeline", "tta",
+           "tta_merge"]
 
 
 def export(source: str, out: str | os.PathLike[str], **options: Any) -> ExportResult:
     """Augment SOURCE and write shards (and optionally image files) into OUT (see the README).
     `options` are the fields of `augexport.options.ExportOptions` (config, overrides, workers, ...)."""
     return ExportRun(source, out, ExportOptions(**options)).execute()
+
+
+def export_arrays(x: Any, y: Any, out: str | os.PathLike[str], **options: Any) -> ExportResult:
+    """Augment numpy arrays (x: N×H×W, N×H×W×1 or N×H×W×3 pixels; y: N class indices or N×C one-hot)
+    into OUT, as `export` does for a folder; `source_id` = the row index. `options` as for `export`,
+    plus class_names and value_range (see `augexport.sources.arrays`)."""
+    from .sources.arrays import MEMORY
+
+    return ExportRun(MEMORY, out, ExportOptions(arrays=(x, y), **options)).execute()
+
+
+def load_arrays(out: str | os.PathLike[str], split: str = "train") -> tuple[Any, Any, Any]:
+    """A split of OUT as numpy arrays in record order: (x uint8 N×H×W×C, soft_labels float32 N×C,
+    labels int64 N); see `augexport.array_reader.load_arrays`."""
+    from .array_reader import load_arrays as _load
+
+    return _load(out, split)
 
 
 def tta(source: str, out: str | os.PathLike[str], *, variants: str | Sequence[str], **kw: Any) -> ExportResult:
@@ -43,11 +61,11 @@ def tta_merge(out: str | os.PathLike[str], split: str, predictions: Any, **kw: A
     return merge(out, split, predictions, **kw)
 
 
-def format_ops() -> str:
-    """`augexport ops`: every stage, op and parameter the pipeline file accepts."""
+def format_ops(word: str | None = None) -> str:
+    """`augexport ops [WORD]`: every stage, op and parameter the pipeline file accepts (those matching WORD)."""
     from .ops import format_ops as _format
 
-    return _format()
+    return _format(word)
 
 
 def compare(source: str | None, out: str | os.PathLike[str], **kw: Any) -> Any:

@@ -195,7 +195,7 @@ class RenderBlock(beam.DoFn):
     def setup(self) -> None:
         self.renderer = Renderer(self.job)
         if self.layout.images is not None:
-            self.images = ImageFolderWriter(self.layout.outdir, self.layout.names, drop_partial=False)
+            self.images = ImageFolderWriter(self.layout.outdir, self.layout.names, drop_partial=False, rows=False)
 
     def process(self, block: Block) -> Iterator[Any]:
         assert self.renderer is not None

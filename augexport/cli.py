@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from .errors import AugexportError, Interrupted, UsageError
+from .quiet import set_verbose
 
 # Shared option groups (decorators), sqlite-utils style.
 
@@ -48,8 +49,16 @@ def _keras_options(f: Any) -> Any:
 
 # Options shared by `export` and `tta`: where the source is and how the output is written.
 _source_options = (
-    click.option("--labels", type=click.Path(dir_okay=False), help="filename,label CSV for a flat SOURCE folder."),
+    click.option("--labels", type=click.Path(dir_okay=False),
+                 help="filename,label CSV for a flat SOURCE folder (or the labels .npy of npy:X.npy)."),
     click.option("--data-dir", help="TFDS data directory (tfds: sources)."),
+    click.option("--x-key", help="npz: sources: the pixel array's key (default x)."),
+    click.option("--y-key", help="npz: sources: the label array's key (default y)."),
+    click.option("--class-names", metavar="A,B,...",
+                 help="Array sources: class names in label order (default: the npz's class_names, else 0..C-1)."),
+    click.option("--value-range", metavar="auto|0,1|0,255",
+                 help="Array sources with float pixels: [0, 1] (scaled by 255) or [0, 255]; auto (default) "
+                      "decides from the maximum (uint8 is taken as it is)."),
 )
 _output_options = (
     click.option("--workers", type=int, help="Worker processes (default: all cores)."),
@@ -61,7 +70,7 @@ _output_options = (
     click.option("--num-shards", type=int, help="Exact number of shards."),
     click.option("--shard-size", help="Target shard size, e.g. 256MiB (default)."),
     click.option("--compression", default="none", show_default=True, help="none|gzip (gzip is not TFDS-loadable)."),
-    click.option("--channels", type=int, default=3, show_default=True, help="3 (RGB) or 1 (grey)."),
+    click.option("--channels", type=int, help="3 (RGB) or 1 (grey); default 3, or an array source's own (1 for N×H×W)."),
     click.option("--on-error", default="skip", show_default=True, help="skip|fail for unreadable inputs."),
     click.option("--max-pixels", type=int,
                  help="Largest image (width x height) decoded; bigger ones are skipped as decompression bombs "
@@ -71,6 +80,17 @@ _output_options = (
     click.option("--resume", is_flag=True, help="Complete an interrupted run into the same OUT."),
     click.option("--overwrite", is_flag=True, help="Replace existing output in OUT."),
     click.option("--quiet", is_flag=True, help="No progress bar."),
+    click.option("--verbose", is_flag=True, help="Also show what TensorFlow and Apache Beam print (hidden by default)."),
+)
+
+# Keras' resize modes (keras.utils.image_dataset_from_directory); without them --image-size stretches.
+_resize_options = (
+    click.option("--interpolation", help="With --image-size: Keras' resize, bilinear|nearest|bicubic|area|lanczos3|"
+                                         "lanczos5 (default: augexport's stretch, bilinear with area averaging)."),
+    click.option("--crop-to-aspect-ratio", is_flag=True, default=None,
+                 help="With --image-size: centre-crop to the target aspect ratio, then resize (Keras)."),
+    click.option("--pad-to-aspect-ratio", is_flag=True, default=None,
+                 help="With --image-size: resize to fit, then pad with zeros to the target size (Keras)."),
 )
 
 common_options = _compose(
@@ -81,6 +101,7 @@ common_options = _compose(
     click.option("--copies", type=int, help="Augmented copies per source image."),
     click.option("--include-original/--no-include-original", default=None, help="Also write each original (copy 0)."),
     click.option("--image-size", help="Resize to 224 or HxW like 224x160."),
+    *_resize_options,
     click.option("--seed", type=int, help="Seed of every per-example generator (default 0)."),
     click.option("--label-smoothing", type=float, help="Label smoothing epsilon for soft_label."),
     click.option("--device", default="auto", show_default=True,
@@ -160,6 +181,7 @@ def export(source: str, out: str, **kw: Any) -> None:
     from . import api
 
     progress = _Progress(kw.pop("quiet"))
+    set_verbose(kw.pop("verbose"))
 
     def call() -> Any:
         keras = _keras_values(kw)
@@ -229,6 +251,7 @@ def tta(source: str, out: str, **kw: Any) -> None:
     from . import api
 
     progress = _Progress(kw.pop("quiet"))
+    set_verbose(kw.pop("verbose"))
 
     def call() -> Any:
         return api.tta(source, out, command=["augexport", *sys.argv[1:]], on_start=progress.start,
@@ -272,7 +295,9 @@ def inspect(out: str, verify: bool, as_json: bool) -> None:
         _fail(exc)
     click.echo(json.dumps(report, indent=2) if as_json else api.format_inspect(report))
     if verify:
-        click.echo("verify: every shard matches the manifest")
+        images = any("images" in s for s in report["splits"].values())
+        click.echo("verify: every shard matches the manifest" + (", every image file its sha256 in labels.csv"
+                                                                    if images else ""))
 
 
 @main.command()
@@ -283,6 +308,7 @@ def inspect(out: str, verify: bool, as_json: bool) -> None:
 @click.option("--copies", type=int, default=4, show_default=True, help="Augmented copies per row.")
 @click.option("--seed", type=int, help="Seed (default: the pipeline's, else 0).")
 @click.option("--image-size", help="Resize to 224 or HxW like 224x160.")
+@_compose(*_resize_options)
 @click.option("--labels", type=click.Path(dir_okay=False), help="filename,label CSV for a flat SOURCE folder.")
 @click.option("--split", help="TFDS split expression (tfds: sources).")
 @click.option("--data-dir", help="TFDS data directory (tfds: sources).")
@@ -342,11 +368,16 @@ def compare(paths: tuple[str, ...], quiet: bool, **kw: Any) -> None:
 
 
 @main.command()
-def ops() -> None:
-    """List every stage, op and parameter the pipeline file accepts."""
+@click.argument("word", required=False)
+def ops(word: str | None) -> None:
+    """List every stage, op and parameter the pipeline file accepts; WORD (e.g. keras, zoom, resize)
+    keeps the stages whose name, ops or parameters contain it."""
     from . import api
 
-    click.echo(api.format_ops())
+    try:
+        click.echo(api.format_ops(word))
+    except AugexportError as exc:
+        _fail(exc)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DecodeError
+from .resize import ResizeMode, keras_resize
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own bomb threshold (~0.25 GiB of RGBA); overridable
 
@@ -25,8 +26,11 @@ EXTENSIONS = {"jpeg": "jpg", "png": "png"}
 
 
 def _stable(exc: BaseException) -> str:
-    """PIL's messages may name an object's memory address; drop it so errors files are reproducible."""
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(exc))
+    """PIL's messages may name the in-memory file object it read (`<_io.BytesIO object at 0x..>`) or
+    another object's address: drop them, so errors files are readable and reproducible (each line
+    of errors-SPLIT.jsonl already names the source)."""
+    text = re.sub(r"\s*<_io\.\w+ object(?: at 0x[0-9a-fA-F]+)?>", "", str(exc))
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -102,7 +106,8 @@ def _jpeg_draft_scale(w: int, h: int, size: tuple[int, int] | None) -> int:
     return next((s for s in (8, 4, 2, 1) if scale >= s), 1)
 
 
-def _decode_jpeg_fast(data: bytes, channels: int, size: tuple[int, int] | None, max_pixels: int) -> np.ndarray | None:
+def _decode_jpeg_fast(data: bytes, channels: int, size: tuple[int, int] | None, max_pixels: int,
+                      fastdct: bool = False) -> np.ndarray | None:
     """libjpeg-turbo through simplejpeg (about 2x PIL's path) for plain JPEGs; None means "use PIL".
 
     Only taken where the result equals PIL's: YCbCr/RGB/grey colour, EXIF orientation 1, same DCT
@@ -126,7 +131,8 @@ def _decode_jpeg_fast(data: bytes, channels: int, size: tuple[int, int] | None, 
         return None
     scale = _jpeg_draft_scale(w, h, size)
     try:
-        arr = simplejpeg.decode_jpeg(data, colorspace=target, min_height=-(-h // scale), min_width=-(-w // scale))
+        arr = simplejpeg.decode_jpeg(data, colorspace=target, min_height=-(-h // scale), min_width=-(-w // scale),
+                                     fastdct=fastdct)
     except ValueError:
         return None  # corrupt or truncated: PIL's path reports it
     return arr if arr.ndim == 3 else arr[:, :, None]
@@ -134,27 +140,56 @@ def _decode_jpeg_fast(data: bytes, channels: int, size: tuple[int, int] | None, 
 
 @dataclass(frozen=True)
 class Decoder:
-    """How an export turns file bytes into pixels: channel count, target size, bomb limit."""
+    """How an export turns file bytes (or raw array pixels) into pixels: channel count, target size
+    and how to reach it, bomb limit."""
 
     channels: int = 3
     size: tuple[int, int] | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    mode: ResizeMode = ResizeMode()
 
     def __call__(self, data: bytes) -> np.ndarray:
-        return decode(data, channels=self.channels, size=self.size, max_pixels=self.max_pixels)
+        return decode(data, channels=self.channels, size=self.size, max_pixels=self.max_pixels, mode=self.mode)
+
+    def pixels(self, image: np.ndarray) -> np.ndarray:
+        """Raw uint8 pixels (H, W, 1|3) from an array source: the channel conversion and the resize
+        a decoded file gets, nothing else."""
+        return fit(convert_channels(image, self.channels), self.size, self.mode)
 
 
 def decode(data: bytes, *, channels: int = 3, size: tuple[int, int] | None = None,
-           max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Bytes of any PIL-readable image -> uint8 array (H, W, channels), optionally resized to size=(H, W)."""
+           max_pixels: int = DEFAULT_MAX_PIXELS, mode: ResizeMode | None = None) -> np.ndarray:
+    """Bytes of any PIL-readable image -> uint8 array (H, W, channels), optionally resized to size=(H, W).
+    With Keras' resize modes a JPEG is decoded as `tf.io.decode_image` does (full size, libjpeg-turbo's
+    INTEGER_FAST DCT, fancy upsampling: bit-identical on the fast path); the default stretch keeps
+    the DCT-domain downscale and the accurate DCT."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    arr = _decode_jpeg_fast(data, channels, size, max_pixels)
+    keras = mode is not None and mode.keras
+    draft = None if keras else size
+    arr = _decode_jpeg_fast(data, channels, draft, max_pixels, fastdct=keras)
     if arr is None:
-        arr = decode_pil(data, channels=channels, size=size, max_pixels=max_pixels)
-    if size is not None and arr.shape[:2] != size:
-        arr = resize(arr, size)
-    return arr
+        arr = decode_pil(data, channels=channels, size=draft, max_pixels=max_pixels)
+    return fit(arr, size, mode)
+
+
+def fit(image: np.ndarray, size: tuple[int, int] | None, mode: ResizeMode | None = None) -> np.ndarray:
+    """The resize step of decoding: none without a size, Keras' modes when set, else the stretch."""
+    if size is None or image.shape[:2] == size:
+        return image
+    if mode is not None and mode.keras:
+        return keras_resize(image, size, mode)
+    return resize(image, size)
+
+
+def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 (H, W, 1|3) -> `channels`: grey replicated to RGB, RGB to grey with PIL's own weights
+    (the conversion a decoded file gets)."""
+    if image.shape[2] == channels:
+        return image
+    if channels == 3:
+        return np.repeat(image, 3, axis=2)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("L"))[:, :, None]
 
 
 def decode_pil(data: bytes, *, channels: int = 3, size: tuple[int, int] | None = None,

@@ -58,7 +58,10 @@ def gpu_hint() -> bool:
 
 def tf_gpus() -> list[Any]:
     """GPUs TensorFlow sees (imports TensorFlow); memory growth on, so mixing does not grab the whole card."""
-    import tensorflow as tf  # only for the TF batch stage
+    from .quiet import quiet_stderr
+
+    with quiet_stderr():  # TF's C++ start-up lines are not the user's business (quiet.py)
+        import tensorflow as tf  # only for the TF batch stage
 
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:

@@ -31,7 +31,7 @@ def featurewise_stats(items: Iterable[SourceItem], pipeline: Pipeline, decoder: 
     pixels = images = 0
     for item in items:
         try:
-            pix = decoder(item.read())
+            pix = item.decode(decoder)
         except DecodeError:
             continue
         flat = pix.reshape(-1, pix.shape[-1]).astype(np.int64)

@@ -13,6 +13,7 @@ from .objstore import open_outdir
 from .outdir import OutDir
 from .reader import shard_records
 from .records import decode_example
+from .sinks.images import read_labels_rows
 
 
 def _check_shard(outdir: OutDir, shard: dict[str, Any], compression: str, verify: bool,
@@ -44,6 +45,53 @@ def _check_shard(outdir: OutDir, shard: dict[str, Any], compression: str, verify
     return n, mixed
 
 
+def _check_images(outdir: OutDir, entry: dict[str, Any], verify: bool, labels: list[int],
+                  problems: list[str]) -> tuple[int, int]:
+    """(files, mixed) of a split's image folder, as labels.csv lists them; `labels` counts their
+    labels. A listed file that is missing, not a regular file or (verify) has another sha256, and
+    (verify) a file the labels file does not list, is a problem, as for shards."""
+    images = entry["images"]
+    folder = images["dir"]
+    name = f"{folder}/{images['labels_file']}"
+    if not outdir.is_file(name):
+        problems.append(f"{name}: {'missing' if not outdir.exists(name) else 'not a regular file'}")
+        return 0, 0
+    if verify and (digest := outdir.sha256(name)) != images["labels_sha256"]:
+        problems.append(f"{name}: sha256 {digest[:12]}… != manifest {images['labels_sha256'][:12]}…")
+        return 0, 0
+    n = mixed = 0
+    listed: set[str] = set()
+    try:
+        for row in read_labels_rows(outdir, name):
+            listed.add(row.file)
+            path = f"{folder}/{row.file}"
+            if not outdir.is_file(path):
+                problems.append(f"{path}: {'missing' if not outdir.exists(path) else 'not a regular file'}")
+            elif verify and (digest := outdir.sha256(path)) != row.sha256:
+                problems.append(f"{path}: sha256 {digest[:12]}… != {images['labels_file']} {row.sha256[:12]}…")
+            else:
+                n += 1
+                mixed += row.mix_lambda < 1.0
+                labels[row.label] += 1
+    except (ValueError, OSError, IndexError, KeyError) as exc:
+        problems.append(f"{name}: unreadable: {exc}")
+        return n, mixed
+    if len(listed) != images["files"]:
+        problems.append(f"{name}: lists {len(listed)} image files, manifest says {images['files']}")
+    if verify:
+        problems += [f"{folder}/{f}: not listed in {images['labels_file']}" for f in _unlisted(outdir, folder, listed)]
+    return n, mixed
+
+
+def _unlisted(outdir: OutDir, folder: str, listed: set[str]) -> list[str]:
+    """Files in the class folders of an image folder that its labels file does not list."""
+    found = []
+    for cls in outdir.entries(folder):
+        if outdir.is_dir(f"{folder}/{cls}"):
+            found += [f"{cls}/{f}" for f in outdir.entries(f"{folder}/{cls}") if f"{cls}/{f}" not in listed]
+    return found
+
+
 def inspect(out: str | os.PathLike[str], verify: bool = False) -> dict[str, Any]:
     """Splits, shards, counts, label histogram, mixed fraction; `verify` re-hashes every shard
     against the manifest and re-reads every record (raises VerifyFailed listing every mismatch)."""
@@ -60,11 +108,17 @@ def inspect(out: str | os.PathLike[str], verify: bool = False) -> dict[str, Any]
         for shard in entry["shards"]:
             n, m = _check_shard(outdir, shard, entry.get("compression", "none"), verify, labels, problems)
             records, mixed = records + n, mixed + m
+        if entry.get("images"):
+            image_labels = [0] * len(manifest["class_names"])
+            files, image_mixed = _check_images(outdir, entry, verify, image_labels, problems)
+            if not entry["shards"]:  # --format images: the image files are the records
+                labels, records, mixed = image_labels, files, image_mixed
         report["splits"][split] = {"shards": len(entry["shards"]), "records": records, "counts": entry["counts"],
                                    "label_histogram": dict(zip(manifest["class_names"], labels, strict=True)),
                                    "mixed_fraction": mixed / records if records else 0.0,
                                    "compression": entry.get("compression", "none"),
-                                   "tfds_loadable": entry.get("tfds_loadable", False)}
+                                   "tfds_loadable": entry.get("tfds_loadable", False),
+                                   **({"images": files} if entry.get("images") else {})}
     report["problems"] = problems
     if verify and problems:
         raise VerifyFailed(f"{out}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
@@ -78,6 +132,8 @@ def format_inspect(report: dict[str, Any]) -> str:
         lines.append(f"  split {split}: {s['records']} records in {s['shards']} shard(s); source {c['source']}, "
                      f"skipped {c['skipped']}; mixed {s['mixed_fraction']:.1%}; compression {s['compression']}"
                      f"{'' if s['tfds_loadable'] else ' (not TFDS-loadable)'}")
+        if "images" in s:
+            lines.append(f"    image files: {s['images']} (images/{split}/, labels.csv)")
         width = max((len(k) for k in s["label_histogram"]), default=0)
         for cls, n in s["label_histogram"].items():
             lines.append(f"    {cls:<{width}}  {n}")

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from .errors import UsageError
-from .naming import DATASET_RE, MANIFEST, SplitNames, valid_split
+from .naming import DATASET_RE, LABELS_FILE, MANIFEST, SplitNames, valid_split
 from .objstore import open_outdir
 from .outdir import OutDir
 
@@ -69,6 +69,14 @@ def _split_problem(name: str, split: str, entry: Any) -> str | None:
     errors_file = entry.get("errors_file")
     if errors_file is not None and errors_file != names.errors_file:
         return f"split {split!r} names errors file {str(errors_file)[:80]!r}; expected {names.errors_file}"
+    images = entry.get("images")
+    if images is not None and not (isinstance(images, dict) and images.get("dir") == names.images_dir
+                                   and images.get("labels_file") == LABELS_FILE
+                                   and isinstance(images.get("labels_sha256"), str)
+                                   and all(isinstance(images.get(k), int) and not isinstance(images.get(k), bool)
+                                           for k in ("files", "labels_bytes"))):
+        return f"split {split!r} has an images entry that is not {{dir: {names.images_dir}, files, labels_file: " \
+               f"{LABELS_FILE}, labels_sha256, labels_bytes}}"
     return None
 
 

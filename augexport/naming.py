@@ -21,8 +21,10 @@ TFDS_METADATA = ("dataset_info.json", "features.json", "label.labels.txt")
 LOCK = ".augexport.lock"
 TEMP_PREFIX = ".tmp-"
 SPOOL_PREFIX = ".tmp-tfds-spool-"
+ARRAY_SPOOL_PREFIX = ".tmp-arrays-spool-"  # an array source's C-ordered copy (compressed npz, in-memory arrays)
 IMAGES = "images"
 IMAGES_MARKER = ".augexport-run"  # identity key of the run that wrote an image folder
+LABELS_FILE = "labels.csv"  # beside the class folders of images/SPLIT: one row per image file
 TFDS_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 
 SPLIT_RE = re.compile(r"[A-Za-z0-9_]+")
@@ -37,6 +39,11 @@ def temp_name(name: str) -> str:
 
 def is_temporary(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
+
+
+def is_spool(name: str) -> bool:
+    """A source's temporary copy inside OUT (a tfds split's encoded images, an array's pixels)."""
+    return name.startswith((SPOOL_PREFIX, ARRAY_SPOOL_PREFIX))
 
 
 def is_plain_name(name: object) -> bool:
@@ -117,7 +124,8 @@ class SplitNames:
 
 # -- image files -----------------------------------------------------------------------------
 def safe_class_dir(class_name: str) -> str:
-    return _fit(_UNSAFE.sub("_", class_name).lstrip(".") or "_")  # never "." or ".."
+    name = _fit(_UNSAFE.sub("_", class_name).lstrip(".") or "_")  # never "." or ".."
+    return f"{name}_" if name == LABELS_FILE else name  # the labels file sits beside the class folders
 
 
 MAX_STEM_BYTES = 200  # file names are limited to 255 bytes; leaves room for `__c<copy>.<ext>` and a hash

@@ -111,7 +111,10 @@ class RemoteOutDir(OutDir):
         return "file" if info.get("type") == "file" else "directory"
 
     def lstat(self, name: str) -> os.stat_result | None:
-        raise NotImplementedError("object stores have no stat; use exists/is_file/is_dir")
+        raise NotImplementedError("object stores have no stat; use exists/is_file/is_dir/size")
+
+    def size(self, name: str) -> int:
+        return int(_io(lambda: self.fs.size(self._full(name))))
 
     def exists(self, name: str) -> bool:
         return self._kind(name) is not None

@@ -1,4 +1,4 @@
-"""`augexport ops`: the pipeline vocabulary, generated from the registry."""
+"""`augexport ops [WORD]`: the pipeline vocabulary, generated from the registry."""
 
 from __future__ import annotations
 
@@ -6,32 +6,65 @@ from .classes import CLASS_KEYS, STAGES_MODES
 from .errors import UsageError
 from .mixing import MIX_METHODS
 from .pipeline import TOP_KEYS
+from .resize import INTERPOLATIONS
 from .stages import builtin_stages
 
+RESIZE_ROWS = [
+    ("", "image_size", "int|[H, W]|null", "null  resize every decoded image to H x W (null: keep each image's size)"),
+    ("", "interpolation", "|".join(INTERPOLATIONS) + "|null", "null  Keras' resize (tf.image.resize, never "
+     "antialiased); null: augexport's stretch (OpenCV bilinear, area averaging when shrinking > 2x)"),
+    ("", "crop_to_aspect_ratio", "bool", "False  centre-crop to the target aspect ratio, then resize "
+     "(keras.utils.smart_resize)"),
+    ("", "pad_to_aspect_ratio", "bool", "False  resize to fit, then centre on zeros (tf.image.resize_with_pad); "
+     "exclusive with crop_to_aspect_ratio"),
+]
 
-def format_ops() -> str:
+
+def format_rows(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    """`  name  type  default and meaning`, one line per row, the columns of a section as wide as its
+    longest name and type (so a long name never shifts the columns of the rows below it)."""
+    heads = [f"{op + '.' if op else ''}{param}" for op, param, _, _ in rows]
+    w_head = max((len(h) for h in heads), default=0)
+    w_kind = max((len(r[2]) for r in rows), default=0)
+    return [f"  {head:<{w_head}}  {kind:<{w_kind}}  {doc}" for head, (_, _, kind, doc) in zip(heads, rows, strict=True)]
+
+
+def format_ops(word: str | None = None) -> str:
+    """Every stage with its parameters. `word` keeps the section of that name (`keras`), else the
+    sections whose stage name, op or parameter contains it (case-insensitive); UsageError when none does."""
     registry = builtin_stages()
-    lines = ["Pipeline file keys: " + ", ".join(TOP_KEYS), ""]
+    sections: list[tuple[str, list[str], str]] = []
     for name in sorted(registry):
         cls = registry[name]
-        lines.append(f"{name}: {cls.doc}")
         try:
             rows = cls.ops_rows()
         except UsageError as exc:  # e.g. imgaug not installed: say so, list the rest
-            lines += [f"  (unavailable: {exc})", ""]
+            sections.append((name, [f"{name}: {cls.doc}", f"  (unavailable: {exc})"], name))
             continue
-        for op, param, kind, doc in rows:
-            head = f"  {op + '.' if op else ''}{param}"
-            lines.append(f"{head:<34} {kind:<24} {doc}")
-        lines.append("")
-    lines.append(f"mix: batch-level mixing with soft labels; method {'|'.join(MIX_METHODS)}, alpha (> 0, default 1.0), "
-                 "p (0..1, default 0.5)")
-    lines.append("  mix: [{method: cutmix}, {method: mixup}]   a list: applied in order to the same copy, soft labels "
-                 "composed exactly")
-    lines.append("  mix: {switch: {cutmix: 0.5, mixup: 0.5}, alpha, p}   one method per copy, drawn with these "
-                 "probabilities")
-    lines.append("")
-    lines.append(f"classes: CLASS_NAME: {{{', '.join(CLASS_KEYS)}}} per-class overrides; stages_mode "
-                 f"{'|'.join(STAGES_MODES)} (default replace); target_count = total records of the class, originals "
-                 "included; copies and target_count are exclusive")
-    return "\n".join(lines)
+        text = " ".join([name, *(f"{op} {param}" for op, param, _, _ in rows)])
+        sections.append((name, [f"{name}: {cls.doc}", *format_rows(rows)], text))
+    mix = (f"mix: batch-level mixing with soft labels; method {'|'.join(MIX_METHODS)}, alpha (> 0, default 1.0), "
+           "p (0..1, default 0.5)")
+    mix_forms = ["  mix: [{method: cutmix}, {method: mixup}]   a list: applied in order to the same copy, soft "
+                 "labels composed exactly",
+                 "  mix: {switch: {cutmix: 0.5, mixup: 0.5}, alpha, p}   one method per copy, drawn with these "
+                 "probabilities"]
+    sections.append(("mix", [mix, *mix_forms], "mix cutmix mixup switch " + " ".join(MIX_METHODS)))
+    classes = (f"classes: CLASS_NAME: {{{', '.join(CLASS_KEYS)}}} per-class overrides; stages_mode "
+               f"{'|'.join(STAGES_MODES)} (default replace); target_count = total records of the class, originals "
+               "included; copies and target_count are exclusive")
+    sections.append(("classes", [classes], "classes " + " ".join(CLASS_KEYS)))
+    resize = ["resize (top-level keys; flags --image-size, --interpolation, --crop-to-aspect-ratio, "
+              "--pad-to-aspect-ratio): how decoded images reach image_size", *format_rows(RESIZE_ROWS)]
+    sections.append(("resize", resize, "resize " + " ".join(r[1] for r in RESIZE_ROWS) + " " + " ".join(INTERPOLATIONS)))
+    if word:
+        needle = word.lower()
+        exact = [s for s in sections if s[0] == needle]
+        sections = exact or [s for s in sections if needle in s[2].lower()]
+        if not sections:
+            accepted = ", ".join([*sorted(registry), "mix", "classes", "resize"])
+            raise UsageError(f"ops {word!r}: no stage, op or parameter contains it; stages: {accepted}")
+    lines = [] if word else ["Pipeline file keys: " + ", ".join(TOP_KEYS), ""]
+    for _, body, _ in sections:
+        lines += [*body, ""]
+    return "\n".join(lines).rstrip("\n")

@@ -17,6 +17,7 @@ from . import codec
 from .errors import UsageError
 from .naming import valid_split
 from .sources import DEFAULT_MAX_FILE_BYTES
+from .sources.arrays import ArrayOptions, array_channels, is_array_source
 from .sources.tfds import output_split_name
 
 FORMATS = ("tfrecord", "images", "both")
@@ -69,6 +70,9 @@ class ExportOptions:
     copies: int | None = None
     include_original: bool | None = None
     image_size: Any = None
+    interpolation: str | None = None  # these three: Keras' resize modes (resize.py)
+    crop_to_aspect_ratio: bool | None = None
+    pad_to_aspect_ratio: bool | None = None
     label_smoothing: float | None = None
     keras: dict[str, Any] = field(default_factory=dict)  # ImageDataGenerator flags (text or values)
     mix_method: str | None = None
@@ -81,7 +85,12 @@ class ExportOptions:
     data_dir: str | None = None
     image_key: str | None = None
     label_key: str | None = None
-    channels: int = 3
+    channels: int | None = None  # None: 3, or an array source's own channel count
+    x_key: str | None = None  # array sources (npz:, npy:, augexport.export_arrays): sources/arrays.py
+    y_key: str | None = None
+    class_names: Sequence[str] | str | None = None
+    value_range: str | None = None
+    arrays: tuple[Any, Any] | None = None  # (x, y) numpy arrays in memory
     max_pixels: int | None = None  # None: codec.DEFAULT_MAX_PIXELS (PIL's bomb limit)
     max_file_bytes: str | int = DEFAULT_MAX_FILE_BYTES
     # the output
@@ -113,6 +122,10 @@ class ExportOptions:
         check_choice("--on-error", self.on_error, ON_ERROR)
         check_choice("--device", self.device, DEVICES)
         check_choice("--runner", self.runner, RUNNERS)
+        self._check_array_flags(source)
+        if self.channels is None:
+            self.channels = array_channels(source, ArrayOptions(**self.array_options(), labels=self.labels)) \
+                if is_array_source(source) else 3
         if self.channels not in (1, 3):
             raise UsageError(f"--channels {self.channels} is not accepted; accepted: 1, 3")
         if not 1 <= self.quality <= 100:
@@ -140,6 +153,22 @@ class ExportOptions:
             raise UsageError(f"--max-pixels {self.max_pixels} is not accepted; accepted: an integer >= 1")
         self.shard_bytes  # noqa: B018 - validates --shard-size
         self.max_file_bytes = parse_size(self.max_file_bytes, "--max-file-bytes")
+
+    def _check_array_flags(self, source: str) -> None:
+        if is_array_source(source):
+            return
+        flags = {"x_key": "--x-key", "y_key": "--y-key", "class_names": "--class-names", "value_range": "--value-range"}
+        used = [flag for key, flag in flags.items() if getattr(self, key) is not None]
+        if used:
+            raise UsageError(f"{', '.join(used)} apply to array sources only (npz:PATH, npy:X.npy,Y.npy)")
+
+    def array_options(self) -> dict[str, Any]:
+        """The array-source fields given (sources.arrays.ArrayOptions keywords)."""
+        given = {"x_key": self.x_key, "y_key": self.y_key, "class_names": self.class_names,
+                 "value_range": self.value_range}
+        if self.arrays is not None:
+            given["x"], given["y"] = self.arrays
+        return {k: v for k, v in given.items() if v is not None}
 
     @property
     def shard_bytes(self) -> int:

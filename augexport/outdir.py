@@ -93,6 +93,10 @@ class OutDir:
         st = self.lstat(name)
         return st is not None and stat.S_ISLNK(st.st_mode)
 
+    def size(self, name: str) -> int:
+        st = os.lstat(self.path(name))
+        return st.st_size
+
     def entries(self, name: str = "") -> list[str]:
         folder = self.path(name) if name else self.root
         try:

@@ -6,6 +6,7 @@ The whole spec is validated when it is built, before any work; errors name the p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +17,15 @@ from .errors import ConfigError, UsageError
 from .fs import is_url, read_bytes
 from .mixing import Mixing, build_mixing
 from .registry import Stage, StageFailed, build_stages, run_stages
+from .resize import KEYS as RESIZE_KEYS
+from .resize import ResizeMode, resize_mode
 from .rng import example_rng
 from .spec import boolean, close_matches, number
 from .specfile import MAX_CONFIG_BYTES, parse_config, read_config_bytes
 from .stages import builtin_stages
 
-TOP_KEYS = ("version", "seed", "copies", "include_original", "image_size", "stages", "mix", "label_smoothing",
-            "classes")
+TOP_KEYS = ("version", "seed", "copies", "include_original", "image_size", *RESIZE_KEYS, "stages", "mix",
+            "label_smoothing", "classes")
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Pipeline:
     label_smoothing: float = 0.0
     source: str | None = None
     classes: dict[str, ClassOverride] = field(default_factory=dict)
+    resize: ResizeMode = field(default_factory=ResizeMode)  # how images reach image_size (resize.py)
 
     def to_spec(self) -> dict[str, Any]:
         """The resolved pipeline: what the manifest records and what workers rebuild from."""
@@ -45,6 +49,7 @@ class Pipeline:
             "copies": self.copies,
             "include_original": self.include_original,
             "image_size": list(self.image_size) if self.image_size else None,
+            **self.resize.to_spec(),
             "stages": [{s.name: s.to_spec()} for s in self.stages],
             "mix": self.mix.to_spec() if self.mix else None,
             "label_smoothing": self.label_smoothing,
@@ -140,6 +145,7 @@ def _build(spec: Mapping[str, Any], source: str | None) -> Pipeline:
     copies = spec.get("copies")
     copies = default_copies if copies is None else number(0, 10000, integer=True)(copies, "copies")
     include_original = boolean(spec.get("include_original", True), "include_original")
+    image_size = parse_image_size(spec.get("image_size"))
     some_copies = copies > 0 or any((c.copies or 0) > 0 or c.target_count is not None for c in classes.values())
     if not some_copies and not include_original:
         raise ConfigError("copies", "copies is 0 and include_original is false: nothing would be written")
@@ -149,7 +155,8 @@ def _build(spec: Mapping[str, Any], source: str | None) -> Pipeline:
         seed=seed,
         copies=copies,
         include_original=include_original,
-        image_size=parse_image_size(spec.get("image_size")),
+        image_size=image_size,
+        resize=resize_mode(spec, image_size),
         stages=stages,
         mix=mix,
         label_smoothing=number(0, 1, hi_open=True)(spec.get("label_smoothing", 0.0), "label_smoothing"),
@@ -190,15 +197,61 @@ def resolve_pipeline(config: str | Path | None = None, overrides: Mapping[str, A
 
 
 def parse_flag_value(text: Any) -> Any:
-    """Flag text -> YAML scalar or list (`20`, `0.1`, `[0.8,1.2]`, `nearest`); non-text passes through."""
+    """Flag text -> YAML scalar or list (`20`, `0.1`, `[0.8,1.2]`, `0.8,1.2`, `nearest`); non-text passes
+    through. The bare comma form is what a shell user types for a range flag (`--zoom-range 0.9,1.1`)."""
     if not isinstance(text, str):
         return text
     import yaml
 
+    if "," in text and not text.lstrip().startswith(("[", "{")):
+        try:
+            items = yaml.safe_load(f"[{text}]")
+        except yaml.YAMLError:
+            items = None
+        if isinstance(items, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            return items
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+_TOP_FLAGS = {"seed": "--seed", "copies": "--copies", "include_original": "--include-original/--no-include-original",
+              "image_size": "--image-size", "label_smoothing": "--label-smoothing", "interpolation": "--interpolation",
+              "crop_to_aspect_ratio": "--crop-to-aspect-ratio", "pad_to_aspect_ratio": "--pad-to-aspect-ratio"}
+_MIX_FLAGS = {"method": "--mix", "alpha": "--mix-alpha", "p": "--mix-p"}
+
+
+def resolve_with_flags(config: str | Path | None, overrides: Mapping[str, Any] | None,
+                       flags: Mapping[str, Any]) -> Pipeline:
+    """`resolve_pipeline` of the file, the API's overrides and the CLI's (`flag_overrides`). An error
+    about a value a flag gave names the flag (`--zoom-range`), not the key the flag became."""
+    try:
+        return resolve_pipeline(config, {**(overrides or {}), **{k: v for k, v in flags.items() if v is not None}})
+    except ConfigError as exc:
+        found = _flag_for(exc.path, flags, config)
+        if found is None:
+            raise
+        flag, rest = found
+        message = str(exc).split(f"{exc.path}: ", 1)[-1]
+        raise UsageError(f"{flag}{rest}: {message}") from None
+
+
+def _flag_for(path: str, flags: Mapping[str, Any], config: str | Path | None) -> tuple[str, str] | None:
+    """(flag, rest of the path) when the value at `path` came from a flag, else None."""
+    m = re.match(r"stages\[0\]\.keras\.(\w+)(.*)$", path)
+    if m and not config and isinstance(flags.get("stages"), list) and m.group(1) in flags["stages"][0].get("keras", {}):
+        return "--" + m.group(1).replace("_", "-"), m.group(2)
+    m = re.match(r"mix\.(\w+)(.*)$", path)
+    if m and isinstance(flags.get("mix"), dict) and m.group(1) in _MIX_FLAGS:
+        base = (load_spec_file(config).get("mix") or {}) if config else {}
+        if not isinstance(base, Mapping) or base.get(m.group(1)) != flags["mix"].get(m.group(1)):
+            return _MIX_FLAGS[m.group(1)], m.group(2)
+        return None
+    m = re.match(r"(\w+)(.*)$", path)
+    if m and m.group(1) in _TOP_FLAGS and flags.get(m.group(1)) is not None:
+        return _TOP_FLAGS[m.group(1)], m.group(2)
+    return None
 
 
 def keras_flag_names() -> list[str]:
@@ -211,10 +264,12 @@ def flag_overrides(config: str | Path | None, *, seed: int | None = None, copies
                    include_original: bool | None = None, image_size: Any = None,
                    label_smoothing: float | None = None, keras: Mapping[str, Any] | None = None,
                    mix_method: str | None = None, mix_alpha: float | None = None,
-                   mix_p: float | None = None) -> dict[str, Any]:
-    """Pipeline overrides from CLI flags; keras flags build a `keras` stage when there is no --config."""
+                   mix_p: float | None = None, resize: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Pipeline overrides from CLI flags; keras flags build a `keras` stage when there is no --config.
+    `resize`: the --interpolation / --crop-to-aspect-ratio / --pad-to-aspect-ratio values."""
     over: dict[str, Any] = {"seed": seed, "copies": copies, "include_original": include_original,
-                            "image_size": image_size, "label_smoothing": label_smoothing}
+                            "image_size": image_size, "label_smoothing": label_smoothing,
+                            **{k: v for k, v in (resize or {}).items() if v not in (None, False)}}
     given = {k: parse_flag_value(v) for k, v in (keras or {}).items() if v is not None}
     if given:
         if config:

@@ -23,14 +23,16 @@ from . import codec
 from .engine import plan_export
 from .errors import UsageError
 from .outdir import write_file_atomic
-from .pipeline import Pipeline, resolve_pipeline
+from .pipeline import Pipeline, resolve_with_flags
 from .plan import CopyPlan
 from .records import decode_example, read_tfrecords
 from .sources.open import open_source
+from .targets import check_output_file
 from .worker import Job, Renderer, Unit
 
 CELL = 160  # default thumbnail box (pixels)
-CAPTION = 30  # two caption lines under each thumbnail
+CAPTION = 43  # three caption lines under each thumbnail: label, copy, what was applied
+LINE = 13
 PAD = 6
 BACKGROUND = (32, 32, 32)
 TEXT = (235, 235, 235)
@@ -67,9 +69,41 @@ def soft_caption(soft: np.ndarray, class_names: list[str], top: int = 2) -> str:
 
 
 def _fit(image: np.ndarray, cell: int) -> Image.Image:
+    """The image in a cell-sized box: big ones shrunk (bilinear), small ones enlarged by the largest
+    whole factor that fits (nearest, so a 28-px image shows its pixels instead of a blur)."""
     img = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).convert("RGB")
+    factor = min(cell // img.width, cell // img.height)
+    if factor >= 2:
+        return img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
     img.thumbnail((cell, cell), Image.Resampling.BILINEAR)
     return img
+
+
+_KERAS_OPS = (("theta", 0.0, "rot"), ("tx", 0.0, "shift"), ("ty", 0.0, "shift"), ("shear", 0.0, "shear"),
+              ("zx", 1.0, "zoom"), ("zy", 1.0, "zoom"), ("flip_horizontal", False, "hflip"),
+              ("flip_vertical", False, "vflip"), ("channel_shift_intensity", None, "chshift"),
+              ("brightness", None, "bright"))
+
+
+def ops_caption(params: list[dict[str, Any]]) -> str:
+    """What a record's stages did, from its params: `rot zoom hflip + cutout`; stages whose coin
+    said no are left out, a keras stage names the transforms that are not the identity, a stage
+    with a list of ops names them."""
+    parts = []
+    for entry in params:
+        stage, p = entry.get("stage", "?"), entry.get("params", {})
+        if stage == "mix" or p.get("applied") is False:
+            continue
+        if stage == "keras":
+            names = list(dict.fromkeys(name for key, identity, name in _KERAS_OPS
+                                       if p.get(key, identity) not in (identity, 0, None)))
+            parts.append(" ".join(names) or "keras (identity)")
+        elif isinstance(p.get("ops"), list):
+            ops = [str(op.get("op", "?")).removeprefix("random_") for op in p["ops"]]
+            parts.append(f"{stage}: {' '.join(ops)}" if stage != "tf_image" else " ".join(ops) or "tf_image")
+        else:
+            parts.append(stage)
+    return " + ".join(parts)
 
 
 def _preview_units(items: list[Any], class_names: list[str], pipeline: Pipeline, n: int, copies: int,
@@ -93,14 +127,18 @@ class PreviewRow:
 
 def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int = 4, *, seed: int | None = None,
                  image_size: str | None = None, labels: str | None = None, split: str | None = None,
-                 data_dir: str | None = None, shuffle: bool = True) -> tuple[list[str], list[PreviewRow]]:
+                 data_dir: str | None = None, shuffle: bool = True, interpolation: str | None = None,
+                 crop_to_aspect_ratio: bool | None = None,
+                 pad_to_aspect_ratio: bool | None = None) -> tuple[list[str], list[PreviewRow]]:
     """The records export (with `--encoding png --copies N`) writes for the first n sources: (class names, rows)."""
     if n < 1:
         raise UsageError(f"-n {n} is not accepted; accepted: an integer >= 1")
     if not 1 <= copies <= 64:
         raise UsageError(f"--copies {copies} is not accepted; accepted: 1..64 for a preview")
-    pipeline = resolve_pipeline(config, {"seed": seed, "image_size": image_size, "copies": copies,
-                                         "include_original": True})
+    pipeline = resolve_with_flags(config, None, {
+        "seed": seed, "image_size": image_size, "copies": copies, "include_original": True,
+        "interpolation": interpolation, "crop_to_aspect_ratio": crop_to_aspect_ratio or None,
+        "pad_to_aspect_ratio": pad_to_aspect_ratio or None})
     listing = open_source(source, labels=labels, split=split, data_dir=data_dir)
     if not listing.items:
         raise UsageError(f"{source} has no readable images to preview")
@@ -123,8 +161,7 @@ def make_preview(source: str, out_png: str | os.PathLike[str], config: str | Non
     out_png = Path(out_png)
     if out_png.suffix.lower() != ".png":
         raise UsageError(f"-o {out_png}: the preview is a PNG; use a .png file name")
-    if not out_png.parent.is_dir():
-        raise UsageError(f"-o {out_png}: folder {out_png.parent} does not exist")
+    check_output_file(out_png, "-o")
     class_names, rows = preview_rows(source, config, n, copies, **options)
     width, height = grid_size(len(rows), copies, cell)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
@@ -139,20 +176,39 @@ def make_preview(source: str, out_png: str | os.PathLike[str], config: str | Non
             x = PAD + col * (cell + PAD)
             thumb = _fit(codec.decode(feats["image"][0], channels=3), cell)
             sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
-            copy = feats["copy"][0]
-            if feats["mix_source_id"][0]:
-                method = next((p.get("method", "mix") for p in json.loads(feats["params"][0]) if p.get("stage") == "mix"), "mix")
-                line1 = soft_caption(feats["soft_label"], class_names)
-                line2 = f"copy {copy}, {method} lambda {_weight(float(feats['mix_lambda'][0]))}"
-            else:
-                line1 = class_names[feats["label"][0]]
-                line2 = Path(row.source_id).name if copy == 0 else f"copy {copy}"
-            draw.text((x, y + cell + 2), _clip(draw, line1, font, cell), fill=TEXT, font=font)
-            draw.text((x, y + cell + 15), _clip(draw, line2, font, cell), fill=TEXT, font=font)
+            for k, line in enumerate(_captions(feats, row.source_id, class_names)):
+                text = _clip_left(draw, line, font, cell) if k == 1 and feats["copy"][0] == 0 else \
+                    _clip(draw, line, font, cell)
+                draw.text((x, y + cell + 2 + LINE * k), text, fill=TEXT, font=font)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     write_file_atomic(out_png, buf.getvalue())
     return PreviewResult(out_png, len(rows), copies + 1, (width, height))
+
+
+def _captions(feats: dict[str, Any], source_id: str, class_names: list[str]) -> list[str]:
+    """The three lines under a cell: label (or soft label), copy (the source id for the original),
+    and what the copy's stages did."""
+    copy = feats["copy"][0]
+    params = json.loads(feats["params"][0])
+    if feats["mix_source_id"][0]:
+        method = next((p.get("method", "mix") for p in params if p.get("stage") == "mix"), "mix")
+        line1 = soft_caption(feats["soft_label"], class_names)
+        line2 = f"copy {copy}, {method} lambda {_weight(float(feats['mix_lambda'][0]))}"
+    else:
+        line1 = class_names[feats["label"][0]]
+        line2 = source_id if copy == 0 else f"copy {copy}"
+    return [line1, line2, "original" if copy == 0 else (ops_caption(params) or "no change")]
+
+
+def _clip_left(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
+    """Shorten `text` from the left (`...train.tfrecord-00000-of-00001__42`): an id's end tells
+    examples apart, its start is the same for all."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength("..." + text, font=font) > width:
+        text = text[1:]
+    return "..." + text
 
 
 def _clip(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:

@@ -23,10 +23,10 @@ from .naming import (
     IMAGES,
     LOCK,
     MANIFEST,
-    SPOOL_PREFIX,
     TFDS_METADATA,
     SplitNames,
     is_plain_name,
+    is_spool,
     is_temporary,
     valid_split,
 )
@@ -192,7 +192,7 @@ def _foreign_entries(outdir: OutDir, ignore: tuple[str, ...]) -> list[str]:
             continue
         if name == IMAGES and outdir.is_dir(IMAGES) and not outdir.entries(IMAGES):
             continue  # what a failed images run leaves once its temporary folder is gone
-        if is_temporary(name) and not name.startswith(SPOOL_PREFIX) and outdir.is_file(name):
+        if is_temporary(name) and not is_spool(name) and outdir.is_file(name):
             continue
         out.append(name)
     return out

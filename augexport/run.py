@@ -15,6 +15,7 @@ import datetime as _dt
 import importlib.util
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,15 @@ from .errors import ExportFailed, Interrupted, UsageError, WorkerDied
 from .featurewise import featurewise_stats, needs_featurewise_stats
 from .fs import is_url, local_path, open_fs
 from .manifest import FORMAT_VERSION, read_manifest, write_manifest
-from .naming import MANIFEST, SPOOL_PREFIX, SplitNames, colliding_ids, dataset_name, image_file
+from .naming import MANIFEST, SplitNames, colliding_ids, dataset_name, image_file, is_spool
 from .objstore import open_outdir
 from .options import ExportOptions, is_tfds
 from .outdir import OutDir
-from .pipeline import Pipeline, dry_run, flag_overrides, resolve_pipeline
+from .pipeline import Pipeline, dry_run, flag_overrides, resolve_with_flags
 from .plan import CopyPlan, make_plan
+from .quiet import quiet_stderr
+from .reader import shard_records
+from .records import decode_example
 from .resume import (
     Journal,
     OutPlan,
@@ -50,7 +54,9 @@ from .sinks.images import ImageFolderWriter, ImageLayout
 from .sinks.tfds_meta import write_metadata
 from .sinks.tfrecord import ShardInfo, ShardWriter, rename_final
 from .sources import SourceListing
+from .sources.arrays import is_array_source
 from .sources.open import open_source
+from .targets import make_out_dir
 from .worker import Job
 
 
@@ -107,6 +113,7 @@ class ExportRun:
         self.tta = tta
         self.t0 = time.perf_counter()
         self.listing: SourceListing | None = None
+        self.images_info: dict[str, Any] | None = None  # the image folder's manifest entry, once finalized
 
     # -- prepare ------------------------------------------------------------------------------
     def execute(self) -> ExportResult:
@@ -114,7 +121,7 @@ class ExportRun:
         opts.check(self.source)
         if opts.runner == "beam":
             _check_beam(opts)
-        self.pipeline: Pipeline = resolve_pipeline(opts.config, self._overrides())
+        self.pipeline: Pipeline = resolve_with_flags(opts.config, opts.overrides, self._flags())
         dry_run(self.pipeline, opts.channels)
         self.batch: BatchDevice = resolve_device("cpu" if opts.runner == "beam" else opts.device,
                                                  self.pipeline.mix is not None)
@@ -126,22 +133,23 @@ class ExportRun:
         except OSError as exc:  # OUT stopped being writable (a full disk, a vanished mount) outside the writers
             raise ExportFailed(f"cannot write in {self.out}: {exc.strerror or exc}; nothing was finalized") from None
         except BaseException:
-            if created and not [e for e in self.outdir.entries() if not e.startswith(SPOOL_PREFIX)]:
+            if created and not [e for e in self.outdir.entries() if not is_spool(e)]:
                 self.outdir.remove_root()
             raise
         finally:
             if self.listing is not None:
                 self.listing.release()
 
-    def _overrides(self) -> dict[str, Any]:
+    def _flags(self) -> dict[str, Any]:
         o = self.options
-        flags = flag_overrides(o.config, seed=o.seed, copies=o.copies, include_original=o.include_original,
-                               image_size=o.image_size, label_smoothing=o.label_smoothing, keras=o.keras,
-                               mix_method=o.mix_method, mix_alpha=o.mix_alpha, mix_p=o.mix_p)
-        return {**(o.overrides or {}), **{k: v for k, v in flags.items() if v is not None}}
+        return flag_overrides(o.config, seed=o.seed, copies=o.copies, include_original=o.include_original,
+                              image_size=o.image_size, label_smoothing=o.label_smoothing, keras=o.keras,
+                              mix_method=o.mix_method, mix_alpha=o.mix_alpha, mix_p=o.mix_p,
+                              resize={"interpolation": o.interpolation, "crop_to_aspect_ratio": o.crop_to_aspect_ratio,
+                                      "pad_to_aspect_ratio": o.pad_to_aspect_ratio})
 
     def _check_source_and_out(self) -> None:
-        if is_tfds(self.source) or is_url(self.source) != self.outdir.remote:
+        if is_tfds(self.source) or is_array_source(self.source) or is_url(self.source) != self.outdir.remote:
             return
         if self.outdir.remote:
             src, dst = self.source.rstrip("/") + "/", self.outdir.location + "/"
@@ -156,11 +164,11 @@ class ExportRun:
         opts = self.options
         self.listing = open_source(self.source, labels=opts.labels, name=opts.name, split=opts.split,
                                    data_dir=opts.data_dir, image_key=opts.image_key, label_key=opts.label_key,
-                                   spool_dir=self.outdir.location if is_tfds(self.source) else None)
+                                   spool_dir=self.outdir.location, arrays=opts.array_options())
         self.names = SplitNames(dataset_name(opts.name or self.listing.name), opts.base_split(self.source))
         self.plan: CopyPlan = self._plan(self.listing)
         for stale in self.outdir.entries():
-            if stale.startswith(SPOOL_PREFIX) and stale != self.listing.spool_name:
+            if is_spool(stale) and stale != self.listing.spool_name:
                 self.outdir.remove(stale)  # left by a killed run
         self.identity = self._identity()
         journal = read_journal(self.outdir, self.names, len(self.listing.class_names)) if opts.resume else None
@@ -230,7 +238,7 @@ class ExportRun:
         self.progress = Progress(c.get("written", 0), c.get("mixed", 0),
                                  list(c.get("label_counts") or [0] * len(listing.class_names)),
                                  [tuple(e) for e in c.get("errors", [])] or list(listing.problems))
-        decoder = codec.Decoder(opts.channels, self.pipeline.image_size, opts.max_pixels)
+        decoder = codec.Decoder(opts.channels, self.pipeline.image_size, opts.max_pixels, self.pipeline.resize)
         self.stats = (featurewise_stats(listing.items, self.pipeline, decoder)
                       if needs_featurewise_stats(self.pipeline) else None)
         if self.progress.errors and opts.on_error == "fail":
@@ -245,16 +253,25 @@ class ExportRun:
     def _write_local(self, state: ResumeState) -> ExportResult:
         opts, listing = self.options, self.listing
         assert listing is not None
+        images = ImageFolderWriter(self.outdir, self.names, identity_key(self.identity),
+                                   num_classes=len(listing.class_names),
+                                   keep_rows=state.counters.get("written", 0) if state.finished else 0
+                                   ) if opts.keeps_images else None
+
+        def shard_closed(info: ShardInfo, last: int) -> None:
+            if images is not None:
+                images.flush()  # the labels rows of the records this shard holds are on disk with it
+            self.journal.record(info, last, self.progress.snapshot())
+
         writer = ShardWriter(self.outdir, self.names, planned_total=self.plan.total(listing.items),
                              num_shards=opts.num_shards, shard_bytes=opts.shard_bytes, compression=opts.compression,
-                             finished=state.finished,
-                             on_shard_closed=lambda info, last: self.journal.record(info, last, self.progress.snapshot())
-                             ) if opts.writes_shards else None
-        images = ImageFolderWriter(self.outdir, self.names, identity_key(self.identity)) if opts.keeps_images else None
-        blocks = list(blocks_after(plan_export(listing.items, self.plan, self.pipeline.mix, opts.shuffle),
-                                   state.last_planned if state.finished else -1))
-        if opts.on_start:
-            opts.on_start(sum(len(b.units) for b in blocks))
+                             finished=state.finished, on_shard_closed=shard_closed) if opts.writes_shards else None
+        last = state.last_planned if state.finished else -1
+        blocks = blocks_after(plan_export(listing.items, self.plan, self.pipeline.mix, opts.shuffle), last)
+        if opts.on_start:  # blocks are planned as they are written (held all at once, they grow with N)
+            opts.on_start(len(listing.items) if last < 0 else
+                          sum(len(b.units) for b in blocks_after(plan_export(
+                              listing.items, self.plan, self.pipeline.mix, opts.shuffle), last)))
         mixer = block_finisher(self.job, self.batch)
         try:
             self._stream(blocks, mixer, writer, images, state.last_planned if state.finished else -1)
@@ -274,7 +291,7 @@ class ExportRun:
         shards = writer.close() if writer is not None else []
         return self._finalize(shards, timings, images)
 
-    def _stream(self, blocks: list[Any], mixer: Any, writer: ShardWriter | None, images: ImageFolderWriter | None,
+    def _stream(self, blocks: Iterable[Any], mixer: Any, writer: ShardWriter | None, images: ImageFolderWriter | None,
                 last_written: int) -> None:
         """Engine records -> sinks, in final order; failed sources go to the errors list."""
         opts, listing, progress = self.options, self.listing, self.progress
@@ -299,7 +316,8 @@ class ExportRun:
                 writer.write(rec.planned_index, rec.framed)
             if images is not None and rec.image is not None:
                 class_name = listing.class_names[rec.label]
-                images.write(image_file(self.names, class_name, rec.source_id, rec.copy, ext, collisions), rec.image)
+                images.write(image_file(self.names, class_name, rec.source_id, rec.copy, ext, collisions), rec.image,
+                             rec.framed)
             progress.written += 1
             progress.mixed += rec.mixed
             progress.label_counts[rec.label] += 1
@@ -309,16 +327,23 @@ class ExportRun:
 
         opts, listing = self.options, self.listing
         assert listing is not None
-        images = ImageFolderWriter(self.outdir, self.names, identity_key(self.identity)) if opts.keeps_images else None
+        images = ImageFolderWriter(self.outdir, self.names, identity_key(self.identity),
+                                   num_classes=len(listing.class_names)) if opts.keeps_images else None
         image_layout = None if images is None else ImageLayout(
             listing.class_names, frozenset(colliding_ids((listing.class_names[it.label], it.source_id)
                                                          for it in listing.items)), codec.EXTENSIONS[opts.encoding])
         try:
-            got = run_export(listing, self.plan, self.pipeline.mix, self.job, outdir=self.outdir, names=self.names,
-                             shuffle=opts.shuffle, num_shards=opts.num_shards, shard_bytes=opts.shard_bytes,
-                             compression=opts.compression, on_error=opts.on_error,
-                             beam_options=list(opts.beam_options or []), shards=opts.writes_shards,
-                             images=image_layout)
+            with quiet_stderr():  # Beam's and its workers' log lines; shown with --verbose or on failure
+                got = run_export(listing, self.plan, self.pipeline.mix, self.job, outdir=self.outdir, names=self.names,
+                                 shuffle=opts.shuffle, num_shards=opts.num_shards, shard_bytes=opts.shard_bytes,
+                                 compression=opts.compression, on_error=opts.on_error,
+                                 beam_options=list(opts.beam_options or []), shards=True, images=image_layout)
+            if images is not None and image_layout is not None:
+                self._beam_labels(images, image_layout, got.shards)
+                if not opts.writes_shards:  # --format images: the shards were only the labels' source
+                    for info in got.shards:
+                        self.outdir.unlink(info.file)
+                    got.shards = []
         except BaseException:
             self._abort(None, images)  # the workers' image files go with their temporary folder
             raise
@@ -327,6 +352,17 @@ class ExportRun:
         self.progress.written, self.progress.mixed, self.progress.label_counts = got.written, got.mixed, got.label_counts
         timings = {"runner": "beam", "device": opts.device, "batch_stages": self.batch.describe()}
         return self._finalize(got.shards, timings, images)
+
+    def _beam_labels(self, images: ImageFolderWriter, layout: ImageLayout, shards: list[ShardInfo]) -> None:
+        """labels.csv of the image files the Beam workers wrote, read back from the temporary shards
+        (in record order, as the local runner writes its rows)."""
+        compression = self.options.compression
+        for info in shards:
+            for data in shard_records(self.outdir, info.file, compression):
+                ex = decode_example(data)
+                sid, copy = ex["source_id"][0].decode("utf-8", "surrogateescape"), int(ex["copy"][0])
+                class_name = layout.class_names[int(ex["label"][0])]
+                images.add_row(image_file(self.names, class_name, sid, copy, layout.ext, layout.collisions), ex)
 
     # -- finalize / abort ---------------------------------------------------------------------------
     def _finalize(self, closed: list[ShardInfo], timings: dict[str, Any],
@@ -339,7 +375,7 @@ class ExportRun:
             retire(self.outdir, plan.manifest, plan.replaces, self.names.split)
             shards = rename_final(self.outdir, self.names, closed)
             if images is not None:
-                images.finalize()
+                self.images_info = images.finalize()
             seconds = time.perf_counter() - self.t0
             self._write_metadata(shards, seconds, timings)
         except OSError as exc:
@@ -385,6 +421,7 @@ class ExportRun:
             **({"tta": self.tta} if self.tta is not None else {}),
             **({"featurewise_stats": self.stats} if self.stats is not None else {}),
             **({"class_plan": self.plan.class_report(listing.items)} if self.pipeline.classes else {}),
+            **({"images": self.images_info} if self.images_info else {}),
             "timings": {"seconds": round(seconds, 3),
                         "images_per_s": round(len(listing.items) / seconds, 2) if seconds else None,
                         "workers": o.workers, "batch_size": o.batch_size, **timings},
@@ -439,21 +476,13 @@ def _write_tfds_metadata(outdir: OutDir, manifest: dict[str, Any]) -> None:
 
 def _make_dir(outdir: OutDir) -> bool:
     """Create OUT (and its parents) when missing; True when this run created it. Every reason it
-    cannot be used is a usage error before any work. An object-store prefix needs no creating:
-    it is checked (reachable, bucket there) instead."""
+    cannot be used (a file in the way, a dangling link, a name too long, a place that refuses
+    writes) is a usage error before any work (targets.make_out_dir). An object-store prefix needs
+    no creating: it is checked (reachable, bucket there) instead."""
     if outdir.remote:
         outdir.prepare()
         return False
-    out = Path(outdir.location)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"OUT {out} exists and is not a directory")
-    if out.is_dir():
-        return False
-    try:
-        out.mkdir(parents=True)
-    except OSError as exc:
-        raise UsageError(f"OUT {out} cannot be created: {exc.strerror or exc}") from None
-    return True
+    return make_out_dir(Path(outdir.location))
 
 
 def _check_beam(opts: ExportOptions) -> None:
@@ -463,6 +492,7 @@ def _check_beam(opts: ExportOptions) -> None:
     if opts.resume:
         raise UsageError("--resume is not available with --runner beam (a failed Beam run leaves nothing to resume); "
                          "rerun without it, adding --overwrite if OUT holds a partial run")
-    from .beam import check_runner, make_options, pipeline_flags  # imports apache_beam
+    with quiet_stderr():
+        from .beam import check_runner, make_options, pipeline_flags  # imports apache_beam
 
-    check_runner(make_options(pipeline_flags(list(opts.beam_options or []))))
+        check_runner(make_options(pipeline_flags(list(opts.beam_options or []))))

@@ -18,6 +18,7 @@ from .errors import UsageError
 from .objstore import open_outdir
 from .outdir import write_file_atomic
 from .reader import load_split, split_examples
+from .targets import check_output_file
 
 METHODS = ("mean", "vote", "geomean")
 _EPS = 1e-12
@@ -44,7 +45,7 @@ class MergeResult:
             if "identity" in self.variant_accuracy:
                 lines.append(f"  top-1 accuracy, identity: {self.variant_accuracy['identity']:.4f}")
         else:
-            lines.append("  no accuracy: labels unknown or prediction columns differ from the split's classes")
+            lines.append("  no accuracy: the split's labels are unknown")
         if self.output is not None:
             lines.append(f"  wrote {self.output}")
         return "\n".join(lines)
@@ -123,8 +124,8 @@ def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str
         raise UsageError(f"--method {method!r} is not accepted; accepted: {', '.join(METHODS)}")
     if output is not None and Path(output).suffix.lower() not in (".csv", ".npy"):
         raise UsageError(f"-o {output}: accepted: a .csv or .npy file name")
-    if output is not None and not Path(output).resolve().parent.is_dir():
-        raise UsageError(f"-o {output}: the folder {Path(output).parent} does not exist")
+    if output is not None:
+        check_output_file(Path(output), "-o")
     out = Path(out)
     manifest, entry, rows = read_split_rows(out, split)
     names = [v["name"] for v in entry["tta"]["variants"]]
@@ -144,6 +145,11 @@ def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str
     if preds.shape[0] != len(rows):
         raise UsageError(f"predictions have {preds.shape[0]} rows, but split {split!r} has N·K = {len(rows) // k}·{k} "
                          f"= {len(rows)} records (read the split in order: shuffle_files=False, no shuffle)")
+    classes = manifest["class_names"]
+    if preds.shape[1] != len(classes):
+        raise UsageError(f"predictions have {preds.shape[1]} columns, but split {split!r} has {len(classes)} classes "
+                         f"({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''}): column j must be the "
+                         "score of class j, in the order of the manifest's class_names")
     ids, labels = group_rows(rows, names)
     if not np.isfinite(preds).all():
         raise UsageError("predictions contain NaN or infinite values")
@@ -155,8 +161,7 @@ def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str
         probs = preds
     probs = probs.reshape(len(ids), k, -1)
     merged, predicted = merge_scores(probs, method)
-    classes = manifest["class_names"]
-    comparable = probs.shape[2] == len(classes) and bool((labels >= 0).all()) and len(ids) > 0
+    comparable = bool((labels >= 0).all()) and len(ids) > 0
     accuracy = float((predicted == labels).mean()) if comparable else None
     per_variant = ({name: float((probs[:, j].argmax(axis=1) == labels).mean()) for j, name in enumerate(names)}
                    if comparable else {})
@@ -176,8 +181,7 @@ def _write(result: MergeResult, path: Path) -> None:
         np.save(buf, result.merged.astype(np.float32))
         write_file_atomic(path, buf.getvalue())
         return
-    c = result.merged.shape[1]
-    cols = result.class_names if c == len(result.class_names) else [f"class_{i}" for i in range(c)]
+    cols = result.class_names
     text = io.StringIO()
     w = csv.writer(text, lineterminator="\n")
     w.writerow(["source_id", "label", "predicted", *cols])

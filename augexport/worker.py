@@ -110,10 +110,10 @@ class Renderer:
         self.job = job
         self.pipeline: Pipeline = build_pipeline(job.pipeline_spec)
         self.plan: CopyPlan = make_plan(self.pipeline, job.variants, job.class_names)
-        self.decoder = codec.Decoder(job.channels, self.pipeline.image_size, job.max_pixels)
+        self.decoder = codec.Decoder(job.channels, self.pipeline.image_size, job.max_pixels, self.pipeline.resize)
 
     def decode(self, item: SourceItem) -> np.ndarray:
-        return self.decoder(item.read(self.job.max_file_bytes))
+        return item.decode(self.decoder, self.job.max_file_bytes)
 
     def augment(self, source_id: str, label: int, copy: int, pixels: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Copy `copy` of one image: the plan's stages for it, with the (seed, source_id, copy) generator."""

@@ -1,7 +1,7 @@
 """Benchmark of the export path against the codec floor, a naive ImageDataGenerator loop and the
 scripts a user would write instead (albumentations + a process pool; tf.data + Keras 3 layers).
 
-    PYTHONPATH=$PWD python scripts/bench.py            # full: 1,000 JPEGs + 10,000 PNGs, ~5-8 min on 2 cores
+    PYTHONPATH=$PWD python scripts/bench.py            # full: 1,000 JPEGs, 10,000 PNGs, 100,000 arrays: ~5-8 min on 2 cores
     PYTHONPATH=$PWD python scripts/bench.py --quick    # ~2-3 min
     pip install -e '.[cpu,bench]'                      # the peers' packages (albumentations)
 
@@ -297,11 +297,64 @@ def row_kernels(rounds: int, calls: int = 20) -> dict[str, list[float]]:
     return table
 
 
+def make_arrays(root: Path, n: int) -> dict[str, str]:
+    """Fashion-MNIST-shaped arrays (fixed seed): N×28×28 uint8 pixels and 10 classes, as .npy files,
+    at N and N/10 images (the streaming row)."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, n).astype(np.uint8)
+    out = {}
+    for key, k in (("arrays_small", n // 10), ("arrays", n)):
+        np.save(root / f"x_{k}.npy", x[:k])
+        np.save(root / f"y_{k}.npy", y[:k])
+        out[key] = f"npy:{root / f'x_{k}.npy'},{root / f'y_{k}.npy'}"
+    return out
+
+
+def vm_hwm_kib(pid: int | str = "self") -> int | None:
+    """Peak resident set of a process since it exec'd (VmHWM), or None without /proc."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+
+
+class WorkerPeak:
+    """Largest VmHWM of the worker processes alive while a row runs, sampled from /proc.
+
+    Why not ru_maxrss: a process started by fork+exec (every spawned worker, and this child row
+    itself, started by the bench) has a ru_maxrss of at least its parent's resident set at the
+    moment of the fork (Linux carries the maximum across exec), so RUSAGE_CHILDREN and even this
+    process's RUSAGE_SELF can show the launcher's memory instead of their own. VmHWM is reset by exec."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        import multiprocessing as mp
+
+        while not self._stop.wait(0.05):
+            for proc in mp.active_children():
+                self.kib = max(self.kib, vm_hwm_kib(proc.pid) or 0)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.kib
+
+
 def child(spec: dict[str, Any]) -> None:
     kind = spec["kind"]
     if kind == "kernels":
         print(json.dumps({"kernels": row_kernels(spec["rounds"])}))
         return
+    peak = WorkerPeak()
     if kind == "floor":
         seconds = row_floor(_files(Path(spec["src"])), spec["workers"], spec["batch"])
     elif kind == "idg":
@@ -310,9 +363,9 @@ def child(spec: dict[str, Any]) -> None:
         seconds = row_peer(kind, spec["src"], spec["out"], spec["workers"], spec["batch"])
     else:
         seconds = row_export(spec["src"], spec["out"], spec["pipeline"], spec["workers"], spec["batch"])
-    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "rss_main_kib": me, "rss_worker_kib": kids}))
+    me = vm_hwm_kib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = peak.stop() or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"seconds": seconds, "rss_main_kib": me, "rss_worker_kib": workers}))
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -380,10 +433,11 @@ def run_rows(args: argparse.Namespace, data: dict[str, Path], tmp: str, sizes: d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes: 200 JPEGs, 2,000 PNGs, 2 repeats")
+    ap.add_argument("--quick", action="store_true", help="small sizes: 200 JPEGs, 2,000 PNGs, 20,000 arrays, 2 repeats")
     ap.add_argument("--jpegs", type=int, help="500x375 JPEGs (default 1000)")
     ap.add_argument("--pngs", type=int, help="32x32 PNGs for the RSS row (default 10000)")
     ap.add_argument("--idg-images", type=int, help="images the slow IDG row processes (default 200)")
+    ap.add_argument("--arrays", type=int, help="28x28 array images for the array-source RSS row (default 100000)")
     ap.add_argument("--repeats", type=int, help="runs per row; the median is printed (default 3)")
     ap.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -406,6 +460,8 @@ def main() -> None:
         data = make_dataset(root, n_jpeg, n_png, n_png // 10)
         print(f"  done in {time.perf_counter() - t_start:.1f} s; cores {os.cpu_count()}, repeats {sizes['repeats']}",
               flush=True)
+        n_arrays = args.arrays or (20000 if args.quick else 100000)
+        data.update({k: Path(v) for k, v in make_arrays(root, n_arrays).items()})
         runs = run_rows(args, data, tmp, sizes, stages)
         kernels = None
         if "k" in args.rows and _available("k", stages) is None:
@@ -415,7 +471,7 @@ def main() -> None:
         mem_row = "d" if "keras" in stages else "c"
         rss = {key: run_child({"kind": "export", "src": str(data[key]), "out": f"{tmp}/out-rss-{key}", "workers": 2,
                                "batch": args.batch_size, "pipeline": PIPELINES[mem_row]})
-               for key in ("png_small", "png")}
+               for key in ("png_small", "png", "arrays_small", "arrays")}
         help_s = time_help(max(3, sizes["repeats"]))
         elapsed = time.perf_counter() - t_start
     report_rates(rate, sizes["workers"], stages, args.rows)
@@ -423,6 +479,7 @@ def main() -> None:
     if kernels is not None:
         report_kernels(kernels)
     report_memory(rss, mem_row, n_png)
+    report_arrays(rss, mem_row, n_arrays)
     print(f"augexport --help: {help_s:.2f} s ({'meets' if help_s < 0.5 else 'MISSES'} < 0.5 s)")
     print(f"bench wall time: {elapsed:.0f} s")
 
@@ -485,6 +542,18 @@ def report_memory(rss: dict[str, Any], mem_row: str, n_png: int) -> None:
           f" worker {small['rss_worker_kib'] / 1024:.0f} MiB; {n_png} images: main {big['rss_main_kib'] / 1024:.0f} MiB, "
           f"worker {big['rss_worker_kib'] / 1024:.0f} MiB -> {growth:+.1%} ({'meets' if growth <= 0.15 else 'MISSES'} <= +15%)")
     print(f"  ({n_png} PNGs took {big['seconds']:.1f} s: {n_png / big['seconds']:.0f} images/s)")
+
+
+def report_arrays(rss: dict[str, Any], mem_row: str, n: int) -> None:
+    small, big = rss["arrays_small"], rss["arrays"]
+    main_growth = big["rss_main_kib"] / small["rss_main_kib"] - 1
+    worker_growth = big["rss_worker_kib"] / max(1, small["rss_worker_kib"]) - 1
+    print(f"\nPeak RSS of ({mem_row}) from npy:X,Y arrays of 28x28, 2 workers: {n // 10} images: main "
+          f"{small['rss_main_kib'] / 1024:.0f} MiB, worker {small['rss_worker_kib'] / 1024:.0f} MiB; {n} images: main "
+          f"{big['rss_main_kib'] / 1024:.0f} MiB ({main_growth:+.1%}), worker {big['rss_worker_kib'] / 1024:.0f} MiB "
+          f"({worker_growth:+.1%})")
+    print(f"  ({n} images took {big['seconds']:.1f} s: {n / big['seconds']:.0f} images/s; peak RSS = VmHWM, the "
+          "largest of the pool's processes for the worker)")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def test_portable_runner_external_workers_read_and_write_s3(worker_pool: str, gu
     for name, digest in local.items():
         if ".tfrecord-" in name or name.startswith("images/") and not name.endswith(".augexport-run"):
             assert remote.get(name) == digest, name
-    assert len([n for n in remote if n.startswith("images/train/")]) == 28  # 27 images + the marker
+    assert len([n for n in remote if n.startswith("images/train/")]) == 29  # 27 images, labels.csv, the marker
     assert json.loads(fs.cat_file(f"{out}/augexport.json"))["splits"]["train"]["timings"]["runner"] == "beam"
     assert guard.read_text() == ""
 

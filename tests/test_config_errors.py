@@ -81,10 +81,10 @@ def test_missing_pipeline_file(tmp_path: Path, source: Path) -> None:
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--image-size", "12x"], ["image_size: '12x' is not a size"]),
+    (["--image-size", "12x"], ["--image-size: '12x' is not a size"]),  # errors about a flag name the flag
     (["--copies", "0", "--no-include-original"], ["copies is 0 and include_original is false"]),
     (["--seed", "-3"], ["seed: -3 is out of range"]),
-    (["--label-smoothing", "2"], ["label_smoothing: 2.0 is out of range"]),
+    (["--label-smoothing", "2"], ["--label-smoothing: 2.0 is out of range"]),
 ])
 def test_flag_overrides_are_validated_like_the_file(tmp_path: Path, source: Path, args: list[str], words: list[str]) -> None:
     out = tmp_path / "out"

@@ -197,7 +197,7 @@ def test_out_refusals_and_usage_errors(small_folder: Path, tmp_path: Path) -> No
     res = run_cli("export", small_folder, tmp_path / "o3", "--format", "tiff")
     assert res.exit_code == 2 and "accepted: tfrecord, images, both" in res.output
     res = run_cli("export", small_folder, tmp_path / "o4", "--image-size", "big")
-    assert res.exit_code == 2 and "image_size" in res.output
+    assert res.exit_code == 2 and "--image-size: 'big'" in res.output
     # other class names into the same OUT: refused, naming both
     other = make_class_folder(tmp_path / "other", {"zz": 2})
     run_cli("export", small_folder, tmp_path / "o5", "--workers", "1", "--name", "ds")

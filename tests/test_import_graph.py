@@ -10,15 +10,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "augexport"
 
 # room -> level; a module may import modules of its own level or below. Sub-packages are one room.
 LEVELS = {
-    "augexport": 0, "errors": 0, "rng": 0, "spec": 0, "naming": 0,
-    "outdir": 1, "fs": 1, "objstore": 1, "records": 1, "codec": 1, "registry": 1, "imgaug_compat": 1,
-    "specfile": 1,
+    "augexport": 0, "errors": 0, "rng": 0, "spec": 0, "naming": 0, "quiet": 0,
+    "outdir": 1, "fs": 1, "objstore": 1, "targets": 1, "records": 1, "codec": 1, "resize": 1, "registry": 1,
+    "imgaug_compat": 1, "specfile": 1,
     "sources": 2, "stages": 2, "manifest": 2, "sinks": 2, "mixing": 2, "classes": 2,
     "pipeline": 3,
     "plan": 4, "featurewise": 4, "reader": 4, "options": 4, "resume": 4,
     "worker": 5,
     "engine": 6, "device": 6,
-    "beam": 7, "run": 7, "inspection": 7, "preview": 7,
+    "beam": 7, "run": 7, "inspection": 7, "preview": 7, "array_reader": 7,
     "tta": 8, "tta_merge": 8, "ops": 8, "compare": 8,
     "api": 9,
     "cli": 10, "__main__": 11,

@@ -243,7 +243,7 @@ def test_config_errors_name_the_path(key: str, value: object, expected: str) -> 
 def test_cli_bad_fill_mode_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", str(tmp_path / "src"), str(tmp_path / "out"), "--fill-mode", "bogus"])
     assert result.exit_code == 2, result.output
-    assert "stages[0].keras.fill_mode" in result.output and "constant, nearest, reflect, wrap" in result.output
+    assert "--fill-mode: 'bogus'" in result.output and "constant, nearest, reflect, wrap" in result.output
 
 
 # -- end to end ----------------------------------------------------------------------------------------

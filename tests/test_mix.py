@@ -287,11 +287,11 @@ def test_cli_mix_flag_errors(tmp_path: Path) -> None:
     res = _cli([str(src), str(tmp_path / "a"), "--mix-alpha", "0.3"])
     assert res.exit_code == 2 and "add --mix cutmix|mixup" in res.output
     res = _cli([str(src), str(tmp_path / "b"), "--mix", "cutmx"])
-    assert res.exit_code == 2 and "mix.method" in res.output and "did you mean cutmix" in res.output
+    assert res.exit_code == 2 and "--mix: 'cutmx'" in res.output and "did you mean cutmix" in res.output
     res = _cli([str(src), str(tmp_path / "c"), "--mix", "mixup", "--mix-alpha", "0"])
-    assert res.exit_code == 2 and "mix.alpha" in res.output
+    assert res.exit_code == 2 and "--mix-alpha: 0" in res.output
     res = _cli([str(src), str(tmp_path / "d"), "--mix", "cutmix", "--mix-p", "1.5"])
-    assert res.exit_code == 2 and "mix.p" in res.output
+    assert res.exit_code == 2 and "--mix-p: 1.5" in res.output
     for name in ("a", "b", "c", "d"):
         assert not (tmp_path / name / "augexport.json").exists()
     shutil.rmtree(tmp_path / "src")

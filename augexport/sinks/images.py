@@ -1,16 +1,106 @@
-"""Image-file sink: `OUT/images/SPLIT/<class>/<stem>__c<copy>.<ext>` (names: `augexport.naming`).
+"""Image-file sink: `OUT/images/SPLIT/<class>/<stem>__c<copy>.<ext>` plus `OUT/images/SPLIT/labels.csv`
+(names: `augexport.naming`).
 
 Files are written into `OUT/images/.tmp-SPLIT/` and the folder is renamed into place by
 `finalize()`, so a replaced split keeps its old images until the new run is complete, and an
 interrupted run leaves nothing under the final name (the temporary folder is kept for `--resume`).
+
+`labels.csv` keeps what an image file cannot hold: one row per image file, in record order, with
+the record's label, soft label (one column per class), mixing partner and lambda, params, source
+id, copy, variant and the file's sha256 (which `inspect --verify` checks; the manifest pins
+labels.csv itself by its sha256, so it stays small however many files there are). CSV rather than
+JSON lines because it is what `pandas.read_csv`, spreadsheets and the `--labels` input already
+speak, and the soft label lands as numeric columns `soft_label_0..C-1`. The rows are streamed
+into a temporary CSV beside the images; a resumed run keeps exactly the rows of the records its
+kept shards hold (`keep_rows`) and writes the rest again.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from ..naming import IMAGES, IMAGES_MARKER, SplitNames, is_temporary
+import numpy as np
+
+from ..errors import UsageError
+from ..naming import (
+    IMAGES,
+    IMAGES_MARKER,
+    LABELS_FILE,
+    SplitNames,
+    is_plain_name,
+    is_temporary,
+    temp_name,
+)
 from ..outdir import OutDir
+from ..records import decode_example
+
+_TEMP_LABELS = temp_name(LABELS_FILE)
+
+
+def labels_header(num_classes: int) -> list[str]:
+    return ["file", "label", *(f"soft_label_{i}" for i in range(num_classes)), "mix_source_id", "mix_lambda",
+            "params", "source_id", "copy", "variant", "sha256"]
+
+
+def _f32(value: float) -> str:
+    """The shortest text that reads back as the same float32 (`0.05`, `1`)."""
+    return np.format_float_positional(np.float32(value), unique=True, trim="-")
+
+
+def label_row(file: str, image: bytes, example: dict[str, Any]) -> list[str]:
+    """One labels.csv row from a record's decoded features (`records.decode_example`)."""
+    text = lambda key: example[key][0].decode("utf-8", "surrogateescape")  # noqa: E731
+    return [file, str(int(example["label"][0])), *(_f32(v) for v in example["soft_label"]), text("mix_source_id"),
+            _f32(example["mix_lambda"][0]), text("params"), text("source_id"), str(int(example["copy"][0])),
+            text("variant"), hashlib.sha256(image).hexdigest()]
+
+
+@dataclass
+class LabelRow:
+    """A labels.csv row read back; `file` is relative to the split's image folder."""
+
+    file: str
+    label: int
+    soft_label: np.ndarray
+    mix_source_id: str
+    mix_lambda: float
+    params: list[dict[str, Any]]
+    source_id: str
+    copy: int
+    variant: str
+    sha256: str
+
+
+def _parse_row(row: list[str], header: list[str], where: str) -> LabelRow:
+    c = len(header) - 9  # file, label, C soft-label columns, then 7 more
+    if len(row) != len(header):
+        raise ValueError(f"{where}: {len(row)} columns, the header has {len(header)}")
+    file = row[0]
+    parts = file.split("/")
+    if len(parts) != 2 or not all(is_plain_name(p) for p in parts) or is_temporary(parts[1]):
+        raise ValueError(f"{where}: file {file[:80]!r} is not <class>/<file> inside the image folder")
+    return LabelRow(file, int(row[1]), np.asarray([float(v) for v in row[2:2 + c]], np.float32), row[2 + c],
+                    float(np.float32(row[3 + c])), json.loads(row[4 + c]), row[5 + c], int(row[6 + c]), row[7 + c],
+                    row[8 + c])
+
+
+def read_labels_rows(outdir: OutDir, name: str) -> Iterator[LabelRow]:
+    """The rows of a labels.csv in OUT (untrusted: every file name is checked, bad rows raise ValueError)."""
+    with outdir.open_read(name) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape",
+                                                          newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or header[:2] != ["file", "label"] or header[-1] != "sha256":
+            raise ValueError(f"{name}: not an augexport labels file (header {str(header)[:80]})")
+        for i, row in enumerate(reader, start=2):
+            yield _parse_row(row, header, f"{name} line {i}")
 
 
 @dataclass(frozen=True)
@@ -24,16 +114,21 @@ class ImageLayout:
 
 
 class ImageFolderWriter:
-    """Writes into the temporary folder; `finalize()` moves it into place. Beam workers make their
-    own writer with `drop_partial=False` (the launcher's writer already cleaned the folder)."""
+    """Writes into the temporary folder, and the labels rows into its temporary labels.csv;
+    `finalize()` moves the folder into place. Beam workers make their own writer with
+    `drop_partial=False, rows=False` (the launcher's writer cleaned the folder and keeps the rows)."""
 
-    def __init__(self, outdir: OutDir, names: SplitNames, run_key: str = "", drop_partial: bool = True) -> None:
+    def __init__(self, outdir: OutDir, names: SplitNames, run_key: str = "", *, num_classes: int = 0,
+                 keep_rows: int = 0, drop_partial: bool = True, rows: bool = True) -> None:
         self.outdir, self.names, self.run_key = outdir, names, run_key
         outdir.require_dir_or_absent(names.temp_images_dir)
         self._prefix = f"{names.images_dir}/"
         self._dirs: set[str] = set()
         if drop_partial:
             self._drop_partial_files()
+        self.header = labels_header(num_classes)
+        self.files = 0
+        self._rows = self._open_rows(keep_rows) if rows else None
 
     def _drop_partial_files(self) -> None:
         """A file cut short by a kill during an earlier life of this (resumed) run."""
@@ -44,8 +139,45 @@ class ImageFolderWriter:
                     if is_temporary(name):
                         self.outdir.unlink(f"{temp}/{cls}/{name}")
 
-    def write(self, relpath: str, data: bytes) -> None:
-        """Write one image; `relpath` is `images/SPLIT/<class>/<file>` (from `naming.image_file`)."""
+    def _open_rows(self, keep: int) -> Any:
+        """The streamed labels rows: the first `keep` rows of an earlier life of this run (its
+        temporary CSV, or the finished labels.csv of a run killed while finalizing), then new ones."""
+        temp = self.names.temp_images_dir
+        kept: list[list[str]] = []
+        if keep:
+            for name in (f"{temp}/{_TEMP_LABELS}", f"{temp}/{LABELS_FILE}"):
+                if self.outdir.is_file(name):
+                    kept = self._first_rows(name, keep)
+                    break
+            if len(kept) != keep:
+                raise UsageError(f"--resume: {temp} holds {len(kept)} labels rows of the {keep} records kept; "
+                                 "rerun with --overwrite")
+        self.outdir.makedirs(temp)
+        f = io.TextIOWrapper(self.outdir.open_new(f"{temp}/{_TEMP_LABELS}"), encoding="utf-8",
+                             errors="surrogateescape", newline="")
+        self._csv = csv.writer(f, lineterminator="\n")
+        self._csv.writerow(self.header)
+        for row in kept:
+            self._csv.writerow(row)
+            self.files += 1
+        return f
+
+    def _first_rows(self, name: str, n: int) -> list[list[str]]:
+        with self.outdir.open_read(name) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape",
+                                                                  newline="") as f:
+            reader = csv.reader(f)
+            if next(reader, None) != self.header:
+                return []
+            rows = []
+            for row in reader:
+                if len(rows) == n:
+                    break
+                rows.append(row)
+        return rows
+
+    def write(self, relpath: str, data: bytes, framed: bytes | None = None) -> None:
+        """Write one image; `relpath` is `images/SPLIT/<class>/<file>` (from `naming.image_file`),
+        `framed` its TFRecord (the labels row is taken from it)."""
         assert relpath.startswith(self._prefix), relpath
         folder, _, name = relpath[len(self._prefix):].rpartition("/")
         target = f"{self.names.temp_images_dir}/{folder}"
@@ -53,18 +185,47 @@ class ImageFolderWriter:
             self.outdir.makedirs(target)
             self._dirs.add(target)
         self.outdir.put(f"{target}/{name}", data)  # complete or absent under its name
+        if framed is not None:
+            self.add_row(relpath, decode_example(framed[12:-4]))
 
-    def finalize(self) -> None:
-        """Move the finished folder to `images/SPLIT` (replacing an older one)."""
+    def add_row(self, relpath: str, example: dict[str, Any]) -> None:
+        """The labels row of one image file (`relpath` as for write) from its record's features."""
+        assert self._rows is not None and relpath.startswith(self._prefix), relpath
+        self._csv.writerow(label_row(relpath[len(self._prefix):], example["image"][0], example))
+        self.files += 1
+
+    def flush(self) -> None:
+        """Make the rows so far durable (with the shard the journal just recorded); an object
+        store's upload is durable only once it is closed, at finalize."""
+        if self._rows is None:
+            return
+        self._rows.flush()
+        try:
+            os.fsync(self._rows.buffer.fileno())
+        except (AttributeError, OSError, ValueError):  # not a local file
+            pass
+
+    def finalize(self) -> dict[str, Any]:
+        """Move the finished folder, labels.csv included, to `images/SPLIT` (replacing an older one);
+        returns the manifest's `images` entry."""
         temp, final = self.names.temp_images_dir, self.names.images_dir
-        self.outdir.makedirs(temp)
+        assert self._rows is not None, "a worker's writer does not finalize"
+        self.flush()
+        self._rows.close()
+        labels = f"{temp}/{LABELS_FILE}"
+        self.outdir.rename(f"{temp}/{_TEMP_LABELS}", labels)
+        digest, size = self.outdir.sha256(labels), self.outdir.size(labels)
         self.outdir.write_atomic(f"{temp}/{IMAGES_MARKER}", (self.run_key + "\n").encode())
         self.outdir.require_dir_or_absent(final)
         self.outdir.remove(final)
         self.outdir.rename(temp, final)
         self.outdir.fsync(IMAGES)
+        return {"dir": final, "files": self.files, "labels_file": LABELS_FILE, "labels_sha256": digest,
+                "labels_bytes": size}
 
     def abort(self) -> None:
+        if self._rows is not None and not self._rows.closed:
+            self._rows.close()
         self.outdir.remove(self.names.temp_images_dir)
         if self.outdir.is_dir(IMAGES) and not self.outdir.entries(IMAGES):
             self.outdir.remove(IMAGES)

@@ -6,10 +6,15 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..errors import DecodeError, SourceUnavailable
 from ..fs import cat_range, explain, is_transport_error, is_url, open_fs
+
+if TYPE_CHECKING:
+    from ..codec import Decoder
 
 DEFAULT_MAX_FILE_BYTES = 1 << 30  # 1 GiB: far above any real image file, far below what exhausts memory
 _FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
@@ -17,11 +22,30 @@ _FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.
 
 
 @dataclass(frozen=True)
+class RawPixels:
+    """The bytes of an array source's item: one row of a C-ordered array (not an encoded file).
+    Shared by every item of the array, so a task pickles it once."""
+
+    shape: tuple[int, int, int]  # (H, W, C) of one item, C = 1 or 3
+    dtype: str  # the stored array's numpy dtype ('|u1', '<f4', ...)
+    scale: float = 1.0  # 255 for floats in [0, 1]; the product is rounded half to even and clipped
+
+    def image(self, data: bytes) -> np.ndarray:
+        """uint8 (H, W, C) pixels of one item (a fresh array: stages never see the buffer)."""
+        arr = np.frombuffer(data, dtype=np.dtype(self.dtype)).reshape(self.shape)
+        if arr.dtype == np.uint8:
+            return arr.copy()
+        values = np.nan_to_num(arr.astype(np.float64) * self.scale, nan=0.0)
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True, slots=True)  # slots: a listing holds one per source image (~100 bytes less each)
 class SourceItem:
     """One base example. `path` for files (read in the worker), `data` for in-memory bytes;
-    `offset`/`length` name a byte range of `path` (TFDS examples spilled to one file). `path` may be
-    a URL (`s3://...`): the worker opens the filesystem itself (fsspec keeps one per process), so
-    items stay small and picklable."""
+    `offset`/`length` name a byte range of `path` (TFDS examples spilled to one file, or one row
+    of an array source, whose bytes are raw pixels described by `pixels`). `path` may be a URL
+    (`s3://...`): the worker opens the filesystem itself (fsspec keeps one per process), so items
+    stay small and picklable."""
 
     source_id: str
     label: int
@@ -29,6 +53,15 @@ class SourceItem:
     data: bytes | None = None
     offset: int = 0
     length: int | None = None
+    pixels: RawPixels | None = None
+
+    def decode(self, decoder: Decoder, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> np.ndarray:
+        """The item's pixels: an encoded file decoded, or an array row taken as it is; both then get
+        the decoder's channel count and resize."""
+        data = self.read(max_bytes)
+        if self.pixels is not None:
+            return decoder.pixels(self.pixels.image(data))
+        return decoder(data)
 
     def read(self, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
         """The encoded image. Only regular files are read (a FIFO would block forever, a device never

@@ -97,11 +97,31 @@ def list_class_folders(root: Path, name: str) -> SourceListing:
                          ignored=listing.ignored)
 
 
+FILE_COLUMNS = ("filename", "file", "path", "image", "filepath", "file_name", "image_path", "image_id")
+LABEL_COLUMNS = ("label", "class", "category", "class_name", "label_name", "target")
+_ACCEPTED = f"a header with a file column ({', '.join(FILE_COLUMNS[:4])}) and a label column ({', '.join(LABEL_COLUMNS[:3])})"
+
+
+def _header_columns(row: list[str], path: str) -> tuple[int, int] | None:
+    """(file column, label column) when `row` is a header; None when it is a data row. A first row
+    that names no image file and no known column is a header augexport does not understand: an
+    error naming it, never a class of its own."""
+    cells = [c.strip().lower() for c in row]
+    files = [i for i, c in enumerate(cells) if c in FILE_COLUMNS]
+    labels = [i for i, c in enumerate(cells) if c in LABEL_COLUMNS]
+    if files and labels:
+        return files[0], labels[0]
+    if row and _is_image_name(row[0].strip()):
+        return None
+    raise UsageError(f"--labels {path}: header {','.join(row)!r} is not accepted; accepted: {_ACCEPTED} "
+                     "(e.g. filename,label), or no header and rows of filename,label")
+
+
 def read_labels(location: str) -> tuple[list[tuple[str, str]], bytes]:
     """The (filename, label) rows of a labels CSV (a local path or a URL) and its raw bytes."""
     try:
         raw = read_bytes(location, f"--labels {location}", limit=1 << 30)
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--labels {location}: cannot read: {exc}") from None
     return parse_labels_csv(location, text), raw
@@ -109,17 +129,22 @@ def read_labels(location: str) -> tuple[list[tuple[str, str]], bytes]:
 
 def parse_labels_csv(path: str, text: str) -> list[tuple[str, str]]:
     rows = list(csv.reader(io.StringIO(text, newline="")))
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
+    while rows and all(not c.strip() for c in rows[0]):
+        rows = rows[1:]
+    columns = _header_columns(rows[0], path) if rows else None
+    start = 2 if columns else 1
+    if columns:
         rows = rows[1:]
     out = []
-    for i, row in enumerate(rows, start=1):
+    for i, row in enumerate(rows, start=start):
         if not row or all(not c.strip() for c in row):
             continue
-        if len(row) != 2:
+        if columns is None and len(row) != 2:
             raise UsageError(f"--labels {path}: row {i} has {len(row)} columns; accepted: filename,label")
-        if not row[0].strip() or not row[1].strip():
+        fcol, lcol = columns or (0, 1)
+        if len(row) <= max(fcol, lcol) or not row[fcol].strip() or not row[lcol].strip():
             raise UsageError(f"--labels {path}: row {i} has an empty filename or label; accepted: filename,label")
-        out.append((row[0].strip(), row[1].strip()))
+        out.append((row[fcol].strip(), row[lcol].strip()))
     if not out:
         raise UsageError(f"--labels {path}: no rows (expected a header `filename,label` and one row per image)")
     return out
@@ -162,7 +187,8 @@ def list_folder(source: str | os.PathLike[str], labels: str | os.PathLike[str] |
     if not root.exists():
         raise UsageError(f"SOURCE {root} does not exist")
     if not root.is_dir():
-        raise UsageError(f"SOURCE {root} is not a directory")
+        hint = {".npz": f"; for an array file use npz:{root}", ".npy": f"; for arrays use npy:{root},LABELS.npy"}
+        raise UsageError(f"SOURCE {root} is not a directory{hint.get(root.suffix.lower(), '')}")
     try:
         os.listdir(root)
     except PermissionError:
