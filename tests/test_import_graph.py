@@ -15,7 +15,7 @@ LEVELS = {
     "specfile": 1,
     "sources": 2, "stages": 2, "manifest": 2, "sinks": 2, "mixing": 2, "classes": 2,
     "pipeline": 3,
-    "plan": 4, "featurewise": 4, "reader": 4, "options": 4, "resume": 4,
+    "plan": 4, "featurewise": 4, "reader": 4, "options": 4, "resume": 4, "offload": 4, "device_ops": 4,
     "worker": 5,
     "engine": 6, "device": 6,
     "beam": 7, "run": 7, "inspection": 7, "preview": 7,
