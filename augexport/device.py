@@ -143,7 +143,7 @@ def pixel_stats(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
     same = float(np.mean(diff == 0)) if diff.size else 1.0
     worst = int(diff.max()) if diff.size else 0
-    return {"pixels": int(diff.size), "max_levels": worst, "same": same,
+    return {"pixels": int(diff.size), "differing": int(np.count_nonzero(diff)), "max_levels": worst, "same": same,
             "within": worst <= TOLERANCE_LEVELS and same >= TOLERANCE_SAME}
 
 

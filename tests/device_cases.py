@@ -75,13 +75,16 @@ def measure_mix(method: str, n: int = 12) -> dict[str, Any]:
     return pixel_stats(cpu, device_ops.mix_arrays(bases, partners, entries))
 
 
-def measure_all() -> dict[str, dict[str, Any]]:
-    out = {name: measure_kernel(name) for name in KERNEL_CASES}
-    out.update({f"mix {m}": measure_mix(m) for m in ("cutmix", "mixup")})
+def measure_all(n: int = 8, h: int = 45, w: int = 60) -> dict[str, dict[str, Any]]:
+    out = {name: measure_kernel(name, n, h, w) for name in KERNEL_CASES}
+    out.update({f"mix {m}": measure_mix(m, max(12, n)) for m in ("cutmix", "mixup")})
     return out
 
 
 if __name__ == "__main__":
+    import sys
+
     import keras
 
-    print(json.dumps({"backend": keras.backend.backend(), "cases": measure_all()}))
+    size = [int(v) for v in sys.argv[1:4]] if len(sys.argv) > 3 else [8, 45, 60]  # copies, height, width
+    print(json.dumps({"backend": keras.backend.backend(), "cases": measure_all(*size)}))
