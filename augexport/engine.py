@@ -36,8 +36,10 @@ from .worker import (
     Unit,
     UnitOut,
     init_worker,
+    land_deferred,
     run_encodes,
     run_units,
+    ship_finished,
 )
 
 BLOCK_ITEMS = 64
@@ -245,7 +247,7 @@ def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collect
             for block, got in collect(new_blocks, outs):
                 slots = finish_block(got) if finish_block is not None else []
                 size = max(1, min(batch_size, -(-len(slots) // workers)))  # spread over the workers
-                parts = [(slots[i:i + size], submit(run_encodes, [f for _, _, f in slots[i:i + size]]))
+                parts = [(slots[i:i + size], submit(run_encodes, ship_finished([f for _, _, f in slots[i:i + size]])))
                          for i in range(0, len(slots), size)]
                 finishing.append(_Finishing(block, got, parts))
             while finishing and (wait or finishing[0].done()):
@@ -256,10 +258,10 @@ def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collect
                 in_flight.append((new_blocks, submit(run_units, units)))
                 while len(in_flight) >= limit:
                     nb, fut = in_flight.popleft()
-                    yield from absorb(nb, fut.result(), False)
+                    yield from absorb(nb, land_deferred(fut.result()), False)
             while in_flight:
                 nb, fut = in_flight.popleft()
-                yield from absorb(nb, fut.result(), False)
+                yield from absorb(nb, land_deferred(fut.result()), False)
             yield from absorb([], [], True)
         except cf.process.BrokenProcessPool:
             _stop(pool)

@@ -26,6 +26,7 @@ from .errors import DecodeError, SourceUnavailable
 from .mixing import streams
 from .offload import device_start
 from .pipeline import Pipeline, build_pipeline
+from .pixel_share import SharedPixels, fetch, share
 from .plan import CopyPlan, make_plan
 from .records import Record, encode_example, frame
 from .registry import StageFailed, run_stages
@@ -88,7 +89,7 @@ class Deferred:
     and the mix steps to apply after them. `rendered` is set by the main process. Partners are
     shared objects: one pickled task result keeps them shared, so each is rendered once."""
 
-    pixels: np.ndarray
+    pixels: np.ndarray  # a SharedPixels while it travels (ship_deferred / land_deferred)
     label: int
     copy: int
     start: int
@@ -338,10 +339,53 @@ def init_worker(job: Job, parent: int, threads: int) -> None:
 
 def run_units(units: list[Unit]) -> list[UnitOut]:
     assert _RENDERER is not None, "init_worker was not called"
-    return _RENDERER.process(units)
+    outs = _RENDERER.process(units)
+    return ship_deferred(outs) if _RENDERER.job.device else outs
 
 
 def run_encodes(items: list[Finished]) -> list[RecordOut]:
     """The device path's second task kind: encode and frame copies the main process finished."""
     assert _RENDERER is not None, "init_worker was not called"
-    return _RENDERER.encode_finished(items)
+    return _RENDERER.encode_finished(land_finished(items))
+
+
+# -- the device path's pixels between processes (pixel_share) -------------------------------------
+def _deferred(outs: list[UnitOut]) -> list[Deferred]:
+    """Every Deferred of a task result, partners included, once each."""
+    found: dict[int, Deferred] = {}
+    for out in outs:
+        for rec in out.records:
+            if rec.pending is not None:
+                found[id(rec.pending)] = rec.pending
+                for step in rec.pending.steps:
+                    if isinstance(step.partner, Deferred):
+                        found[id(step.partner)] = step.partner
+    return list(found.values())
+
+
+def ship_deferred(outs: list[UnitOut]) -> list[UnitOut]:
+    """Worker side: the task's deferred pixels into one shared segment (references in their place)."""
+    todo = [d for d in _deferred(outs) if isinstance(d.pixels, np.ndarray)]
+    for d, ref in zip(todo, share([d.pixels for d in todo]), strict=True):
+        d.pixels = ref  # type: ignore[assignment]
+    return outs
+
+
+def land_deferred(outs: list[UnitOut]) -> list[UnitOut]:
+    """Main side: the pixels behind a task result's references (the segment is unlinked)."""
+    todo = [d for d in _deferred(outs) if isinstance(d.pixels, SharedPixels)]
+    for d, array in zip(todo, fetch([d.pixels for d in todo]), strict=True):
+        d.pixels = array
+    return outs
+
+
+def ship_finished(items: list[Finished]) -> list[Finished]:
+    """Main side: an encode task's finished pixels into one shared segment."""
+    refs = share([f.image for f in items])
+    return [Finished(f.source_id, f.label, f.copy, ref, f.params, f.steps) for f, ref in zip(items, refs, strict=True)]  # type: ignore[arg-type]
+
+
+def land_finished(items: list[Finished]) -> list[Finished]:
+    for f, array in zip(items, fetch([f.image for f in items]), strict=True):
+        f.image = array
+    return items

@@ -275,3 +275,40 @@ def test_beam_with_gpu_is_a_usage_error(src: Path, tmp_path: Path) -> None:
     with pytest.raises(api.UsageError, match="--device gpu is not available with --runner beam"):
         api.export(str(src), tmp_path / "out", runner="beam", device="gpu")
     assert not (tmp_path / "out").exists()  # refused before OUT was touched
+
+
+def test_pixels_travel_through_shared_memory_and_leave_nothing() -> None:
+    """Deferred pixels (partners once) and finished pixels cross processes as shared-memory
+    references; the receiver gets equal arrays and the segment is gone after it has read them."""
+    from multiprocessing import shared_memory
+
+    from augexport.pixel_share import SharedPixels
+    from augexport.worker import (
+        Deferred,
+        Finished,
+        MixStep,
+        RecordOut,
+        UnitOut,
+        land_deferred,
+        land_finished,
+        ship_deferred,
+        ship_finished,
+    )
+
+    g = np.random.default_rng(0)
+    partner = Deferred(g.integers(0, 256, (5, 7, 3), dtype=np.uint8), 0, 1, 0, 1, [])
+    base = Deferred(g.integers(0, 256, (4, 6, 1), dtype=np.uint8), 1, 2, 0, 1, [],
+                    [MixStep(partner, {"stage": "mix"}, "p", 0)])
+    pixels = (base.pixels.copy(), partner.pixels.copy())
+    outs = [UnitOut("a", [RecordOut(2, b"", 1, False, None, pending=base)]),
+            UnitOut("p", [RecordOut(1, b"", 0, False, None, pending=partner)])]
+    ship_deferred(outs)
+    assert isinstance(base.pixels, SharedPixels) and base.pixels.segment == partner.pixels.segment
+    name = base.pixels.segment
+    land_deferred(outs)
+    assert np.array_equal(base.pixels, pixels[0]) and np.array_equal(partner.pixels, pixels[1])
+    with pytest.raises(FileNotFoundError):
+        shared_memory.SharedMemory(name=name)
+    shipped = ship_finished([Finished("a", 1, 2, pixels[0], [], [])])
+    assert isinstance(shipped[0].image, SharedPixels)
+    assert np.array_equal(land_finished(shipped)[0].image, pixels[0])
