@@ -11,8 +11,8 @@ chunks, mixes them with the block's rendered partners, and the engine hands the 
 the workers to encode and frame (`worker.run_encodes`) while they go on with the next blocks.
 
 Selection: `gpu` needs a GPU the backend sees (else exit 2, naming the backend). `auto` takes the
-device path only when it is expected to be faster (`Offload.worth_it`: a heavy kernel on images
-of at least 96x96) and the backend sees a GPU; it looks for GPU device files first, so a CPU-only
+device path only when it is expected to be faster (`Offload.worth_it`: a heavy kernel, images of
+at least 96x96, at most 8 workers) and the backend sees a GPU; it looks for GPU device files first, so a CPU-only
 machine imports neither Keras nor a backend. The backend's own check decides: jax.devices("gpu"),
 torch.cuda.is_available(), tf.config.list_physical_devices("GPU") (TensorFlow only when it is the
 backend). AUGEXPORT_DEVICE_ON_CPU=1 (tests, scripts/gpu_check.py) runs the device path on the
@@ -154,13 +154,13 @@ def _missing(backend: str) -> str | None:
     return " and ".join(absent) or None
 
 
-def resolve(device: str, work: Offload) -> DevicePath:
+def resolve(device: str, work: Offload, workers: int = 1) -> DevicePath:
     """Pick the path; `gpu` with no GPU the backend sees is a UsageError (exit 2) unless forced."""
     if device not in DEVICES:
         raise UsageError(f"--device {device!r} is not accepted; accepted: {', '.join(DEVICES)}")
     forced = _forced()
     cpu = DevicePath(device, work=work)
-    if device == "cpu" or (device == "auto" and (not work.worth_it() or not (forced or gpu_hint()))):
+    if device == "cpu" or (device == "auto" and (not work.worth_it(workers) or not (forced or gpu_hint()))):
         return cpu  # nothing imported
     backend = keras_backend()
     missing = _missing(backend)

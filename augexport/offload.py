@@ -22,6 +22,10 @@ DEVICE_TF_OPS = frozenset({"random_brightness", "random_contrast", "random_satur
 HEAVY_TF_OPS = frozenset({"random_saturation", "random_hue"})
 #: `auto` leaves images smaller than this (pixels per image, when image_size fixes it) on the CPU
 AUTO_MIN_PIXELS = 96 * 96
+#: ... and exports with more workers than this: the main process moves every device copy's pixels
+#: (~0.3 ms per 224x224 copy, measured) while each worker saves the kernels' ~1.7 ms of a ~2.5 ms
+#: copy, so past ~8 workers the CPU path's workers outrun the one main process (docs/performance.md)
+AUTO_MAX_WORKERS = 8
 
 
 def device_capable(stage: Stage) -> bool:
@@ -60,10 +64,11 @@ class Offload:
     def any(self) -> bool:
         return bool(self.stages) or self.mix
 
-    def worth_it(self) -> bool:
-        """`auto`'s rule: a GPU pays for the pixels' trips to the main process only with a heavy
-        kernel (keras warp, tf_image hue/saturation) on images of at least 96x96."""
-        return self.heavy and not self.small_images
+    def worth_it(self, workers: int) -> bool:
+        """`auto`'s rule: a GPU pays for the pixels' trips through the main process only with a
+        heavy kernel (keras warp, tf_image hue/saturation), images of at least 96x96 and at most
+        AUTO_MAX_WORKERS workers."""
+        return self.heavy and not self.small_images and workers <= AUTO_MAX_WORKERS
 
     def names(self) -> list[str]:
         return [*self.stages, *(["mix"] if self.mix else [])]

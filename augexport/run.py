@@ -117,7 +117,9 @@ class ExportRun:
             _check_beam(opts)
         self.pipeline: Pipeline = resolve_pipeline(opts.config, self._overrides())
         dry_run(self.pipeline, opts.channels)
-        self.batch: DevicePath = resolve_device("cpu" if opts.runner == "beam" else opts.device, self._offload())
+        assert opts.workers is not None  # resolved by check()
+        self.batch: DevicePath = resolve_device("cpu" if opts.runner == "beam" else opts.device, self._offload(),
+                                                opts.workers)
         self._check_source_and_out()
         created = _make_dir(self.outdir)
         try:

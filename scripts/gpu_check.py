@@ -166,7 +166,7 @@ def speed_step(src: Path, work: Path, args: argparse.Namespace, on_device: bool)
         export(src, work / "warm", "gpu", args, limit=min(args.images, 128))  # imports, compiles
     cpu = export(src, work / "cpu", "cpu", args)
     print(f"\n2. speed: {args.images} images of {args.size}x{args.size}, {args.copies} copies, "
-          f"{args.workers or os.cpu_count()} workers, JPEG")
+          f"{args.workers or 'all'} workers, JPEG")
     print(f"   --device cpu: {cpu['images_per_s']:8.1f} images/s ({cpu['seconds']:.1f} s; path: {cpu['result'].path})")
     if not on_device:
         print("   --device gpu: not run (no GPU)")
@@ -198,6 +198,14 @@ def main() -> int:
 
     gpus = device.backend_gpus(backend) if importlib.util.find_spec(backend) else []
     describe_machine(backend, gpus)
+    from augexport.offload import offload
+    from augexport.options import default_workers
+    from augexport.pipeline import build_pipeline
+
+    workers = args.workers or default_workers()
+    pipeline = build_pipeline({"stages": STAGES, "mix": MIX, "image_size": [args.size, args.size]})
+    auto = device.resolve("auto", offload([pipeline.stages], True, pipeline.image_size), workers)
+    print(f"--device auto would take: {auto.describe()} (with {workers} workers)")
     if not gpus:
         print(f"no GPU: the Keras backend {backend!r} sees none on this machine; the device path is checked on "
               "its CPU device" + (" (--force-cpu-device: speed too)" if args.force_cpu_device else ""))

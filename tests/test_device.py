@@ -165,10 +165,11 @@ def test_device_suffix_rule() -> None:
     assert device_start(stages(keras1, crop)) == 2  # a crop is no colour op
     assert device_start(stages({"one_of": [keras1, colour]})) == 1
     work = offload([stages(keras1), stages({"cutout": {}}, {"tf_image": [{"random_brightness": {}}]})], True, None)
-    assert work.names() == ["keras", "tf_image", "mix"] and work.heavy and work.worth_it()
-    assert not offload([stages(colour)], False, (64, 64)).worth_it()  # small images: the CPU is cheaper
-    assert not offload([stages({"tf_image": [{"random_brightness": {}}]})], True, None).worth_it()  # tables only
-    assert not offload([stages({"cutout": {}})], True, (224, 224)).worth_it()  # mixing alone
+    assert work.names() == ["keras", "tf_image", "mix"] and work.heavy and work.worth_it(8)
+    assert not work.worth_it(9)  # the workers would outrun the main process that moves the pixels
+    assert not offload([stages(colour)], False, (64, 64)).worth_it(2)  # small images: the CPU is cheaper
+    assert not offload([stages({"tf_image": [{"random_brightness": {}}]})], True, None).worth_it(2)  # tables only
+    assert not offload([stages({"cutout": {}})], True, (224, 224)).worth_it(2)  # mixing alone
 
 
 def test_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,8 +190,9 @@ def test_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
     assert device.resolve("auto", heavy).describe() == "cpu"  # device files, but the backend sees no GPU
     monkeypatch.setattr(device, "backend_gpus", lambda backend: ["cuda:0"])
     monkeypatch.setenv("KERAS_BACKEND", "jax")
-    picked = device.resolve("auto", heavy)
+    picked = device.resolve("auto", heavy, workers=4)
     assert picked.on_device and picked.describe() == "device (keras, mix on jax cuda:0)"
+    assert device.resolve("auto", heavy, workers=16).describe() == "cpu"
     assert device.resolve("gpu", mix_only).describe() == "device (mix on jax cuda:0)"  # asked for: taken
     assert device.resolve("gpu", Offload()).describe() == "cpu"  # nothing to run there
     with pytest.raises(api.UsageError, match="accepted: auto, cpu, gpu"):

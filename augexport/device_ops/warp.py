@@ -164,12 +164,14 @@ def _resample(batch: Tensor, a: dict[str, Tensor], fill_mode: str, order: int, n
     n, h, w, c = (int(d) for d in batch.shape)
     X, Y = _coords(a, n, h, w, fill_mode, order == 0)
     reflect = fill_mode == "reflect"
-    flat = ops.reshape(ops.cast(batch, "int32"), (n * h * w, c))
+    # gathered as float32 rows (exact for 0..255): a row gather of floats is every backend's
+    # embedding lookup; the arithmetic after it is int32
+    flat = ops.reshape(ops.cast(batch, "float32"), (n * h * w, c))
     base = ops.reshape(copy_offsets(n, h * w), (n, 1, 1))
 
     def gather(iy: Tensor, ix: Tensor) -> Tensor:
         idx = ops.reshape(ops.add(base, ops.add(ops.multiply(iy, w), ix)), (-1,))
-        return ops.reshape(ops.take(flat, idx, axis=0), (n, h, w, c))
+        return ops.cast(ops.reshape(ops.take(flat, idx, axis=0), (n, h, w, c)), "int32")
 
     if order == 0:
         p = gather(_border(Y, h, reflect), _border(X, w, reflect))
