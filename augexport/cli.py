@@ -105,7 +105,8 @@ common_options = _compose(
     click.option("--seed", type=int, help="Seed of every per-example generator (default 0)."),
     click.option("--label-smoothing", type=float, help="Label smoothing epsilon for soft_label."),
     click.option("--device", default="auto", show_default=True,
-                 help="auto|cpu|gpu: where batch stages (mixing) run; auto uses a GPU TensorFlow sees."),
+                 help="auto|cpu|gpu: the CPU path, or keras warp/tf_image colour ops/mixing batched in "
+                      "keras.ops on the Keras backend's GPU; auto: only for heavy stages when a GPU is seen."),
     click.option("--shuffle/--no-shuffle", default=True, show_default=True, help="Seeded record order, or source order."),
     *_output_options,
     click.option("--runner", default="local", show_default=True, help="local|beam."),

@@ -19,6 +19,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import WorkerDied
 from .mixing import Mixing, streams
@@ -27,9 +28,25 @@ from .plan import CopyPlan
 from .rng import example_rng, sort_key
 from .sources import SourceItem
 from .stages.mix import pick_partner, wants_mix
-from .worker import Job, Partner, Renderer, Unit, UnitOut, init_worker, run_units
+from .worker import (
+    Finished,
+    Job,
+    Partner,
+    Renderer,
+    Unit,
+    UnitOut,
+    init_worker,
+    land_deferred,
+    run_encodes,
+    run_units,
+    ship_finished,
+)
 
 BLOCK_ITEMS = 64
+
+#: A finished block's deferred records, done in the main process (device.py): each (unit index in
+#: the block, record index, finished pixels) goes back to a worker to be encoded and framed.
+Finisher = Callable[[list[UnitOut]], list[tuple[int, int, Finished]]]
 
 
 @dataclass
@@ -143,60 +160,109 @@ def blocks_after(blocks: Iterable[Block], last_written: int) -> Iterator[Block]:
 
 def run(blocks: Iterable[Block], job: Job, *, workers: int, batch_size: int,
         on_progress: Callable[[int], None] | None = None,
-        finish_block: Callable[[list[UnitOut]], None] | None = None) -> Iterator[Emitted | UnitOut]:
+        finish_block: Finisher | None = None) -> Iterator[Emitted | UnitOut]:
     """Stream the records (and failed units) of `blocks` in final order; ordering never depends on
-    workers or batches. `finish_block` completes a finished block's deferred records in place (the
-    main-process batch stage, device.py) while workers go on."""
+    workers or batches. `finish_block` renders a finished block's deferred records (the device
+    path, device.py) while workers go on; their encoding is a second kind of worker task."""
     tasks = _batches(iter(blocks), max(1, batch_size))
-    open_blocks: collections.deque[tuple[Block, list[UnitOut]]] = collections.deque()
-
-    def absorb(new_blocks: list[Block], outs: list[UnitOut]) -> Iterator[Emitted | UnitOut]:
-        for block in new_blocks:
-            open_blocks.append((block, []))
-        for out in outs:
-            # units arrive in order, so each result belongs to the oldest unfinished block
-            for block, got in open_blocks:
-                if len(got) < len(block.units):
-                    got.append(out)
-                    break
-        if on_progress and outs:
-            on_progress(len(outs))
-        while open_blocks and len(open_blocks[0][1]) == len(open_blocks[0][0].units):
-            block, got = open_blocks.popleft()
-            if finish_block is not None:
-                finish_block(got)
-            yield from block_records(block, got)
-
+    collect = _Collector(on_progress)
     if workers <= 1:
         renderer = Renderer(job)
         for new_blocks, units in tasks:
-            yield from absorb(new_blocks, renderer.process(units))
+            for block, got in collect(new_blocks, renderer.process(units)):
+                if finish_block is not None:
+                    slots = finish_block(got)
+                    _place(got, slots, renderer.encode_finished([f for _, _, f in slots]))
+                yield from block_records(block, got)
         return
 
-    yield from _run_pool(tasks, absorb, job, workers)
+    yield from _run_pool(tasks, collect, job, workers, batch_size, finish_block)
 
 
-def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], absorb: Callable[..., Iterator[Emitted | UnitOut]],
-              job: Job, workers: int) -> Iterator[Emitted | UnitOut]:
-    """Tasks through a pool of spawned worker processes, at most 3 per worker in flight."""
+class _Collector:
+    """Task results -> finished blocks, in order (units arrive in order, so each result belongs to
+    the oldest unfinished block)."""
+
+    def __init__(self, on_progress: Callable[[int], None] | None) -> None:
+        self.open: collections.deque[tuple[Block, list[UnitOut]]] = collections.deque()
+        self.on_progress = on_progress
+
+    def __call__(self, new_blocks: list[Block], outs: list[UnitOut]) -> Iterator[tuple[Block, list[UnitOut]]]:
+        for block in new_blocks:
+            self.open.append((block, []))
+        for out in outs:
+            for block, got in self.open:
+                if len(got) < len(block.units):
+                    got.append(out)
+                    break
+        if self.on_progress and outs:
+            self.on_progress(len(outs))
+        while self.open and len(self.open[0][1]) == len(self.open[0][0].units):
+            yield self.open.popleft()
+
+
+def _place(got: list[UnitOut], slots: list[tuple[int, int, Finished]], records: list[Any]) -> None:
+    for (i, k, _), rec in zip(slots, records, strict=True):
+        got[i].records[k] = rec
+
+
+@dataclass
+class _Finishing:
+    """A block whose records are being encoded by the workers (device path), or ready."""
+
+    block: Block
+    got: list[UnitOut]
+    parts: list[tuple[list[tuple[int, int, Finished]], cf.Future[list[Any]]]]
+
+    def done(self) -> bool:
+        return all(f.done() for _, f in self.parts)
+
+    def records(self) -> Iterator[Emitted | UnitOut]:
+        for slots, fut in self.parts:
+            _place(self.got, slots, fut.result())
+        return block_records(self.block, self.got)
+
+
+def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collector, job: Job, workers: int,
+              batch_size: int, finish_block: Finisher | None) -> Iterator[Emitted | UnitOut]:
+    """Tasks through a pool of spawned worker processes, at most 3 per worker in flight. Finished
+    blocks wait in `finishing` (in order) while their encode tasks run."""
     ctx = mp.get_context("spawn")
     in_flight: collections.deque[tuple[list[Block], cf.Future[list[UnitOut]]]] = collections.deque()
+    finishing: collections.deque[_Finishing] = collections.deque()
     limit = workers * 3
     submitted = 0
     threads = max(1, default_workers() // workers)  # default_workers(): the cores this process may use
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
                                 initargs=(job, os.getpid(), threads)) as pool:
+
+        def submit(fn: Callable[[Any], Any], arg: Any) -> cf.Future[Any]:
+            nonlocal submitted
+            with _sigint_ignored(submitted < workers):  # a submit may spawn a worker
+                fut = pool.submit(fn, arg)
+            submitted += 1
+            return fut
+
+        def absorb(new_blocks: list[Block], outs: list[UnitOut], wait: bool) -> Iterator[Emitted | UnitOut]:
+            for block, got in collect(new_blocks, outs):
+                slots = finish_block(got) if finish_block is not None else []
+                size = max(1, min(batch_size, -(-len(slots) // workers)))  # spread over the workers
+                parts = [(slots[i:i + size], submit(run_encodes, ship_finished([f for _, _, f in slots[i:i + size]])))
+                         for i in range(0, len(slots), size)]
+                finishing.append(_Finishing(block, got, parts))
+            while finishing and (wait or finishing[0].done()):
+                yield from finishing.popleft().records()
+
         try:
             for new_blocks, units in tasks:
-                with _sigint_ignored(submitted < workers):  # a submit may spawn a worker
-                    in_flight.append((new_blocks, pool.submit(run_units, units)))
-                submitted += 1
+                in_flight.append((new_blocks, submit(run_units, units)))
                 while len(in_flight) >= limit:
                     nb, fut = in_flight.popleft()
-                    yield from absorb(nb, fut.result())
+                    yield from absorb(nb, land_deferred(fut.result()), False)
             while in_flight:
                 nb, fut = in_flight.popleft()
-                yield from absorb(nb, fut.result())
+                yield from absorb(nb, land_deferred(fut.result()), False)
+            yield from absorb([], [], True)
         except cf.process.BrokenProcessPool:
             _stop(pool)
             raise WorkerDied("a worker process died (out of memory, or killed by a signal); finished shards were "

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import __version__, codec
 from .classes import check_classes
-from .device import BatchDevice, block_finisher
+from .device import DevicePath, block_finisher, describe
 from .device import resolve as resolve_device
 from .engine import Emitted, blocks_after, plan_export, run
 from .errors import ExportFailed, Interrupted, UsageError, WorkerDied
@@ -31,6 +31,7 @@ from .fs import is_url, local_path, open_fs
 from .manifest import FORMAT_VERSION, read_manifest, write_manifest
 from .naming import MANIFEST, SplitNames, colliding_ids, dataset_name, image_file, is_spool
 from .objstore import open_outdir
+from .offload import Offload, offload
 from .options import ExportOptions, is_tfds
 from .outdir import OutDir
 from .pipeline import Pipeline, dry_run, flag_overrides, resolve_with_flags
@@ -69,7 +70,7 @@ class ExportResult:
     skipped: int
     seconds: float
     shards: list[dict[str, Any]] = field(default_factory=list)
-    batch_stages: str = ""  # where mixing ran: "numpy in workers", "TensorFlow on /GPU:0", "none"
+    path: str = ""  # which path ran: "cpu", or "device (keras, mix on jax cuda:0)"
     ignored: int = 0  # files in SOURCE passed over: hidden, or not an image file name
 
     @property
@@ -81,7 +82,7 @@ class ExportResult:
         return (f"augexport: {self.sources} images in, {self.written} records out, {self.skipped} skipped{ignored}, "
                 f"{self.seconds:.1f} s, {self.images_per_s:.1f} images/s -> {self.out} "
                 f"({self.split}: {len(self.shards)} shard{'s' if len(self.shards) != 1 else ''})"
-                + (f"; batch stages: {self.batch_stages}" if self.batch_stages else ""))
+                + (f"; path: {self.path}" if self.path else ""))
 
 
 @dataclass
@@ -123,8 +124,9 @@ class ExportRun:
             _check_beam(opts)
         self.pipeline: Pipeline = resolve_with_flags(opts.config, opts.overrides, self._flags())
         dry_run(self.pipeline, opts.channels)
-        self.batch: BatchDevice = resolve_device("cpu" if opts.runner == "beam" else opts.device,
-                                                 self.pipeline.mix is not None)
+        assert opts.workers is not None  # resolved by check()
+        self.batch: DevicePath = resolve_device("cpu" if opts.runner == "beam" else opts.device, self._offload(),
+                                                opts.workers)
         self._check_source_and_out()
         created = _make_dir(self.outdir)
         try:
@@ -139,6 +141,16 @@ class ExportRun:
         finally:
             if self.listing is not None:
                 self.listing.release()
+
+    def _offload(self) -> Offload:
+        """What the device path would take over: the device-capable suffix of every stage list
+        (default and per class) and the mixing. TTA sets stay on the CPU path (no mixing; their
+        variants are deterministic stages)."""
+        p = self.pipeline
+        if self.tta is not None:
+            return Offload()
+        lists = [p.stages, *(c.stages_for(p.stages) for c in p.classes.values())]
+        return offload(lists, p.mix is not None, p.image_size)
 
     def _flags(self) -> dict[str, Any]:
         o = self.options
@@ -217,7 +229,7 @@ class ExportRun:
                              "another source; use --overwrite to replace it")
         c = done["counts"]
         return ExportResult(self.out, self.names.split, c["source"], c["written"], c["skipped"], 0.0, done["shards"],
-                            done.get("timings", {}).get("batch_stages", ""))
+                            describe(done.get("timings", {})))
 
     # -- write ----------------------------------------------------------------------------------
     def _write(self, state: ResumeState, plan: OutPlan, resuming: bool) -> ExportResult:
@@ -285,9 +297,10 @@ class ExportRun:
         except BaseException:
             self._abort(writer, images)
             raise
-        timings: dict[str, Any] = {"device": opts.device, "batch_stages": self.batch.describe()}
+        timings: dict[str, Any] = self.batch.timings()
         if mixer is not None:
-            timings["batch_stage_seconds"] = round(mixer.seconds, 3)
+            timings["device_seconds"] = round(mixer.seconds, 3)  # main process: device stages + mixing
+            timings["device_copies"] = mixer.copies
         shards = writer.close() if writer is not None else []
         return self._finalize(shards, timings, images)
 
@@ -301,7 +314,7 @@ class ExportRun:
             if images else set()
         ext = codec.EXTENSIONS[opts.encoding]
         assert opts.workers is not None
-        for rec in run(blocks, replace(self.job, defer_mix=mixer is not None), workers=opts.workers,
+        for rec in run(blocks, replace(self.job, device=mixer is not None), workers=opts.workers,
                        batch_size=opts.batch_size, on_progress=opts.progress, finish_block=mixer):
             if not isinstance(rec, Emitted):
                 if rec.source_id not in seen:
@@ -350,7 +363,7 @@ class ExportRun:
         seen = {sid for sid, _ in self.progress.errors}
         self.progress.errors += [e for e in got.errors if e[0] not in seen]
         self.progress.written, self.progress.mixed, self.progress.label_counts = got.written, got.mixed, got.label_counts
-        timings = {"runner": "beam", "device": opts.device, "batch_stages": self.batch.describe()}
+        timings = {"runner": "beam", **self.batch.timings()}
         return self._finalize(got.shards, timings, images)
 
     def _beam_labels(self, images: ImageFolderWriter, layout: ImageLayout, shards: list[ShardInfo]) -> None:
@@ -389,7 +402,7 @@ class ExportRun:
         assert listing is not None
         p = self.progress
         return ExportResult(self.out, self.names.split, len(listing.items), p.written, len(p.errors), seconds,
-                            [s.to_json() for s in shards], timings.get("batch_stages", ""), len(listing.ignored))
+                            [s.to_json() for s in shards], describe(timings), len(listing.ignored))
 
     def _write_metadata(self, shards: list[ShardInfo], seconds: float, timings: dict[str, Any]) -> None:
         p = self.progress

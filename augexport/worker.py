@@ -1,9 +1,13 @@
 """What runs in a worker process: decode -> per-image stages -> mix -> encode -> framed record.
 
-Never imports TensorFlow. Everything random comes from the record's own generators. With
-`Job.defer_mix` (a TensorFlow batch stage in the main process, see device.py) a copy to be mixed
-comes back as a `PendingMix` (base, partner, sampled params) and the main process mixes it and
-builds the record with the same `Renderer.build_record`.
+Never imports TensorFlow or Keras. Everything random comes from the record's own generators.
+On the device path (`Job.device`, see device.py) a copy whose last stages run on the device
+(offload.device_start) or that is mixed comes back as a `Deferred`: the pixels after its CPU
+stages, the params of ALL its stages (the device stages sampled here with the same generator, in
+the same order, so the draws are the CPU path's) and its mix steps, whose partners are the
+partners' own `Deferred`s. The main process renders and mixes them in batches, then hands the
+finished pixels back (`Finished`, `encode_finished`) to be encoded and framed here with the same
+`Renderer.build_record`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import numpy as np
 from . import codec
 from .errors import DecodeError, SourceUnavailable
 from .mixing import streams
+from .offload import device_start
 from .pipeline import Pipeline, build_pipeline
+from .pixel_share import SharedPixels, fetch, share
 from .plan import CopyPlan, make_plan
 from .records import Record, encode_example, frame
 from .registry import StageFailed, run_stages
@@ -44,7 +50,7 @@ class Job:
     keep_image: bool = False
     variants: tuple[dict[str, Any], ...] = ()  # TTA: copy k renders variant k (plan.TtaPlan)
     class_names: tuple[str, ...] = ()  # per-class stages (`classes:`) are looked up by name
-    defer_mix: bool = False  # leave mixing (and encoding the mixed copies) to the main process
+    device: bool = False  # the device path: device stages and mixing are left to the main process
 
 
 @dataclass(frozen=True)
@@ -67,23 +73,49 @@ class Unit:
 
 @dataclass
 class MixStep:
-    """One mix entry applied to a copy: the partner's augmented copy (at the base's size) and the
-    sampled entry recorded in params."""
+    """One mix entry applied to a copy: the partner's augmented copy (at the base's size; on the
+    device path the partner's `Deferred`, None once mixed) and the sampled entry recorded in params."""
 
-    partner: np.ndarray
+    partner: np.ndarray | Deferred | None
     entry: dict[str, Any]
     partner_id: str
     partner_label: int
 
 
-@dataclass
-class PendingMix:
-    """A copy whose mixing is left to the main process: the augmented base, the stage params so
-    far and the mix steps to apply in order."""
+@dataclass(eq=False)
+class Deferred:
+    """A copy the main process finishes (device path): `pixels` after stages[:start] of its stage
+    list, `params` the recorded entries of all its stages (stages[start:end] sampled, not applied),
+    and the mix steps to apply after them. `rendered` is set by the main process. Partners are
+    shared objects: one pickled task result keeps them shared, so each is rendered once."""
 
-    base: np.ndarray
+    pixels: np.ndarray  # a SharedPixels while it travels (ship_deferred / land_deferred)
+    label: int
+    copy: int
+    start: int
+    end: int
+    params: list[dict[str, Any]]
+    steps: list[MixStep] = field(default_factory=list)
+    rendered: np.ndarray | None = None
+
+    @property
+    def on_device(self) -> bool:
+        return self.start < self.end
+
+
+@dataclass
+class Finished:
+    """A deferred copy's final pixels, back from the main process to be encoded and framed."""
+
+    source_id: str
+    label: int
+    copy: int
+    image: np.ndarray
     params: list[dict[str, Any]]
     steps: list[MixStep]
+
+
+Rendered = tuple[np.ndarray, list[dict[str, Any]]] | Deferred  # a copy: (image, params), or Deferred
 
 
 @dataclass
@@ -93,7 +125,7 @@ class RecordOut:
     label: int
     mixed: bool
     image: bytes | None
-    pending: PendingMix | None = None  # set (and framed empty) until the main process mixes it
+    pending: Deferred | None = None  # set (and framed empty) until the main process finishes it
 
 
 @dataclass
@@ -122,28 +154,53 @@ class Renderer:
             return pixels, []
         return run_stages(stages, example_rng(self.plan.seed, source_id, copy), pixels)
 
+    def prepare(self, source_id: str, label: int, copy: int, pixels: np.ndarray) -> Deferred:
+        """The device path's part of copy `copy`: its CPU stages applied, then its device stages'
+        params drawn from the same generator in the same order (they keep the shape, so each draws
+        on the shape the CPU path would give it)."""
+        stages = self.plan.stages(label, copy)
+        start = device_start(stages)
+        rng = example_rng(self.plan.seed, source_id, copy)
+        image, params = run_stages(stages[:start], rng, pixels) if start else (pixels, [])
+        for i in range(start, len(stages)):
+            try:
+                drawn = stages[i].draw(rng, image.shape)
+            except Exception as exc:  # reported like a failure of the stage on the CPU path
+                raise StageFailed(i, stages[i], exc) from exc
+            params.append(stages[i].record(drawn))
+        return Deferred(image, label, copy, start, len(stages), params)
+
+    def encode_finished(self, items: list[Finished]) -> list[RecordOut]:
+        return [self.build_record(f.source_id, f.label, f.copy, f.image, f.params, f.steps) for f in items]
+
     def process(self, units: list[Unit]) -> list[UnitOut]:
         """Render a task's units. An augmented copy that is another copy's mixing partner in the same
         task is rendered once and reused (the engine sends a block's units in one task when mixing):
         the copies to be mixed wait until every unit of the task is rendered, then are mixed."""
         wanted = {(p.item.source_id, p.copy) for u in units for ps in u.partners.values() for p in ps}
-        cache: dict[tuple[str, int], np.ndarray] = {}
+        cache: dict[tuple[str, int], Rendered] = {}
         outs, waiting = [], []
         for unit in units:
             out, pending = self._render(unit, wanted, cache)
             outs.append(out)
             waiting += [(out, unit, *p) for p in pending]
-        for out, unit, index, copy, image, params in waiting:
-            out.records[index] = self._finish_copy(unit, copy, image, params, cache)
+        for out, unit, index, copy, done in waiting:
+            out.records[index] = self._finish_copy(unit, copy, done, cache)
         return outs
 
     def process_unit(self, unit: Unit) -> UnitOut:
         return self.process([unit])[0]
 
-    def _render(self, unit: Unit, wanted: set[tuple[str, int]], cache: dict[tuple[str, int], np.ndarray]
-                ) -> tuple[UnitOut, list[tuple[int, int, np.ndarray, list[dict[str, Any]]]]]:
+    def _copy(self, item: SourceItem, copy: int, pixels: np.ndarray) -> Rendered:
+        """One copy as far as this process takes it: (image, params), or a Deferred (device path)."""
+        if self.job.device:
+            return self.prepare(item.source_id, item.label, copy, pixels)
+        return self.augment(item.source_id, item.label, copy, pixels)
+
+    def _render(self, unit: Unit, wanted: set[tuple[str, int]], cache: dict[tuple[str, int], Rendered]
+                ) -> tuple[UnitOut, list[tuple[int, int, Rendered]]]:
         """Decode and augment every copy of one unit; copies without partners are finished at once,
-        the others returned as (record index, copy, image, params) to be mixed."""
+        the others returned as (record index, copy, rendered) to be mixed."""
         item = unit.item
         try:
             pixels = self.decode(item)
@@ -153,17 +210,29 @@ class Renderer:
         pending = []
         for copy in unit.copies:
             try:
-                image, params = self.augment(item.source_id, item.label, copy, pixels)
+                done = self._copy(item, copy, pixels)
             except StageFailed as failed:
                 return UnitOut(item.source_id, [], self._failure(failed, copy, pixels)), []
             if (item.source_id, copy) in wanted:
-                cache[(item.source_id, copy)] = image
+                cache[(item.source_id, copy)] = done
             if unit.partners.get(copy):
-                pending.append((len(records), copy, image, params))
+                pending.append((len(records), copy, done))
                 records.append(None)
             else:
-                records.append(self.build_record(item.source_id, item.label, copy, image, params))
+                records.append(self._record(item, copy, done, []))
         return UnitOut(item.source_id, records), pending  # type: ignore[arg-type]
+
+    def _record(self, item: SourceItem, copy: int, done: Rendered, steps: list[MixStep]) -> RecordOut:
+        """The record of a copy mixed by `steps`, or (device path) the copy left to the main process."""
+        if isinstance(done, Deferred):
+            if not done.on_device and not steps:
+                return self.build_record(item.source_id, item.label, copy, done.pixels, done.params)
+            done.steps = steps
+            return RecordOut(copy, b"", item.label, False, None, pending=done)
+        image, params = done
+        for step in steps:
+            image = apply_mix(image, step.partner, step.entry)  # type: ignore[arg-type]
+        return self.build_record(item.source_id, item.label, copy, image, params, steps)
 
     @staticmethod
     def _failure(failed: StageFailed, copy: int, pixels: np.ndarray) -> str:
@@ -173,19 +242,11 @@ class Renderer:
         return (f"copy {copy}: a stage failed on this image ({pixels.shape[1]}x{pixels.shape[0]}x{pixels.shape[2]}): "
                 f"{type(exc).__name__}: {exc}")
 
-    def _finish_copy(self, unit: Unit, copy: int, image: np.ndarray, params: list[dict[str, Any]],
-                     cache: dict[tuple[str, int], np.ndarray]) -> RecordOut:
+    def _finish_copy(self, unit: Unit, copy: int, done: Rendered, cache: dict[tuple[str, int], Rendered]) -> RecordOut:
         """Mix the copy with its partners (or leave that to the main process), encode, frame."""
-        item = unit.item
-        steps = self._mix_steps(item.source_id, copy, image, unit.partners.get(copy, []), cache)
-        if not steps:
-            return self.build_record(item.source_id, item.label, copy, image, params)
-        if self.job.defer_mix:
-            return RecordOut(copy, b"", item.label, False, None, pending=PendingMix(image, params, steps))
-        mixed = image
-        for step in steps:
-            mixed = apply_mix(mixed, step.partner, step.entry)
-        return self.build_record(item.source_id, item.label, copy, mixed, params, steps)
+        shape = done.pixels.shape if isinstance(done, Deferred) else done[0].shape
+        steps = self._mix_steps(unit.item.source_id, copy, shape, unit.partners.get(copy, []), cache)
+        return self._record(unit.item, copy, done, steps)
 
     def build_record(self, source_id: str, label: int, copy: int, image: np.ndarray, params: list[dict[str, Any]],
                      steps: list[MixStep] = ()) -> RecordOut:  # type: ignore[assignment]
@@ -210,18 +271,17 @@ class Renderer:
         return RecordOut(copy, frame(encode_example(record.features())), label, first is not None,
                          encoded if self.job.keep_image else None)
 
-    def _mix_steps(self, source_id: str, copy: int, image: np.ndarray, partners: list[Partner],
-                   cache: dict[tuple[str, int], np.ndarray]) -> list[MixStep]:
+    def _mix_steps(self, source_id: str, copy: int, shape: tuple[int, ...], partners: list[Partner],
+                   cache: dict[tuple[str, int], Rendered]) -> list[MixStep]:
         """Each partner's own augmented copy (from this task, or recomputed: the same bytes either
         way) and the sampled entry; a partner that cannot be rendered is left out (no mixing)."""
         mix = self.pipeline.mix
         steps = []
         for partner in partners:
             try:
-                partner_image = cache.get((partner.item.source_id, partner.copy))
-                if partner_image is None:
-                    pixels = self.decode(partner.item)
-                    partner_image, _ = self.augment(partner.item.source_id, partner.item.label, partner.copy, pixels)
+                done = cache.get((partner.item.source_id, partner.copy))
+                if done is None:
+                    done = self._copy(partner.item, partner.copy, self.decode(partner.item))
             except SourceUnavailable:  # the store is down: fail the run rather than leave the copy unmixed
                 raise
             except Exception:  # unreadable, or a stage fails on it: the partner is skipped on its own
@@ -229,12 +289,13 @@ class Renderer:
             assert mix is not None
             entry = mix.entries[partner.entry]
             rng = example_rng(self.pipeline.seed, source_id, copy, streams(partner.entry)[1])
-            drawn = sample_mix(rng, entry.draw_method(rng), entry.alpha, image.shape[0], image.shape[1])
+            drawn = sample_mix(rng, entry.draw_method(rng), entry.alpha, shape[0], shape[1])
             recorded = {"stage": "mix", **drawn, "partner_copy": partner.copy}
             if partner.entry > 0:  # the first entry's partner is the record's mix_source_id
                 recorded["partner_source_id"] = partner.item.source_id
-            steps.append(MixStep(match_size(partner_image, image.shape), recorded, partner.item.source_id,
-                                 partner.item.label))
+            # the device path resizes the partner once the main process has rendered it
+            image = done if isinstance(done, Deferred) else match_size(done[0], shape)
+            steps.append(MixStep(image, recorded, partner.item.source_id, partner.item.label))
         return steps
 
 
@@ -278,4 +339,53 @@ def init_worker(job: Job, parent: int, threads: int) -> None:
 
 def run_units(units: list[Unit]) -> list[UnitOut]:
     assert _RENDERER is not None, "init_worker was not called"
-    return _RENDERER.process(units)
+    outs = _RENDERER.process(units)
+    return ship_deferred(outs) if _RENDERER.job.device else outs
+
+
+def run_encodes(items: list[Finished]) -> list[RecordOut]:
+    """The device path's second task kind: encode and frame copies the main process finished."""
+    assert _RENDERER is not None, "init_worker was not called"
+    return _RENDERER.encode_finished(land_finished(items))
+
+
+# -- the device path's pixels between processes (pixel_share) -------------------------------------
+def _deferred(outs: list[UnitOut]) -> list[Deferred]:
+    """Every Deferred of a task result, partners included, once each."""
+    found: dict[int, Deferred] = {}
+    for out in outs:
+        for rec in out.records:
+            if rec.pending is not None:
+                found[id(rec.pending)] = rec.pending
+                for step in rec.pending.steps:
+                    if isinstance(step.partner, Deferred):
+                        found[id(step.partner)] = step.partner
+    return list(found.values())
+
+
+def ship_deferred(outs: list[UnitOut]) -> list[UnitOut]:
+    """Worker side: the task's deferred pixels into one shared segment (references in their place)."""
+    todo = [d for d in _deferred(outs) if isinstance(d.pixels, np.ndarray)]
+    for d, ref in zip(todo, share([d.pixels for d in todo]), strict=True):
+        d.pixels = ref  # type: ignore[assignment]
+    return outs
+
+
+def land_deferred(outs: list[UnitOut]) -> list[UnitOut]:
+    """Main side: the pixels behind a task result's references (the segment is unlinked)."""
+    todo = [d for d in _deferred(outs) if isinstance(d.pixels, SharedPixels)]
+    for d, array in zip(todo, fetch([d.pixels for d in todo]), strict=True):
+        d.pixels = array
+    return outs
+
+
+def ship_finished(items: list[Finished]) -> list[Finished]:
+    """Main side: an encode task's finished pixels into one shared segment."""
+    refs = share([f.image for f in items])
+    return [Finished(f.source_id, f.label, f.copy, ref, f.params, f.steps) for f, ref in zip(items, refs, strict=True)]  # type: ignore[arg-type]
+
+
+def land_finished(items: list[Finished]) -> list[Finished]:
+    for f, array in zip(items, fetch([f.image for f in items]), strict=True):
+        f.image = array
+    return items

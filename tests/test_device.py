@@ -1,10 +1,14 @@
-"""--device: the TensorFlow batch stage in the main process (forced onto the CPU device with
-AUGEXPORT_FORCE_TF_MIX=1) writes the same records as numpy mixing in the workers; `auto` does not
-import TensorFlow without a GPU hint; `gpu` without a GPU is a usage error."""
+"""--device: the device path (keras warp, tf_image colour ops and mixing in keras.ops in the main
+process; forced onto the backend's CPU with AUGEXPORT_DEVICE_ON_CPU=1) writes the CPU path's
+records: the same params and soft labels, pixels within the stated tolerance (measured: the same
+bytes), deterministic across workers and batch sizes; `auto` picks it only by its rule and
+imports nothing without a GPU hint; `gpu` without a GPU is exit 2 naming the backend."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
+import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -18,11 +22,18 @@ from click.testing import CliRunner
 from augexport import api, device
 from augexport.cli import main
 from augexport.codec import decode
-from augexport.stages.mix_tf import FORCE_ENV
+from augexport.device import FORCE_ENV, pixel_stats
+from augexport.offload import Offload, device_start, offload
+from augexport.pipeline import build_pipeline
 from tests.conftest import ROOT, make_class_folder
 from tests.helpers import manifest, read_records, shard_hashes
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+HEAVY = [{"keras": {"rotation_range": 25, "width_shift_range": 0.1, "zoom_range": 0.15, "horizontal_flip": True,
+                    "fill_mode": "reflect", "brightness_range": [0.7, 1.3]}},
+         {"tf_image": [{"random_hue": {"max_delta": 0.1}}, {"random_saturation": {}}, {"random_contrast": {"p": 0.5}},
+                       {"random_flip_up_down": {}}]}]
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +44,13 @@ def src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _export(src: Path, out: Path, dev: str, mix: dict[str, Any], forced: bool, monkeypatch: pytest.MonkeyPatch,
+def _export(src: Path, out: Path, dev: str, monkeypatch: pytest.MonkeyPatch, forced: bool = True,
             **kw: Any) -> api.ExportResult:
     if forced:
         monkeypatch.setenv(FORCE_ENV, "1")
     else:
         monkeypatch.delenv(FORCE_ENV, raising=False)
-    overrides = {"seed": 7, "copies": 3, "mix": mix, **kw.pop("overrides", {})}
+    overrides = {"seed": 7, "copies": 3, "stages": HEAVY, **kw.pop("overrides", {})}
     try:
         return api.export(str(src), out, overrides=overrides, device=dev, encoding="png",
                           workers=kw.pop("workers", 1), **kw)
@@ -54,100 +65,211 @@ def _rows(out: Path) -> list[dict[str, Any]]:
              "image": r["image"][0]} for r in read_records(out)]
 
 
-@pytest.mark.parametrize(("method", "overrides", "channels"), [
-    ("cutmix", {}, 3),                          # mixed sizes: one TF batch per shape
-    ("mixup", {"image_size": [20, 28]}, 3),     # one shape, > CHUNK pending copies in the block
-    ("mixup", {}, 1),                           # grey
+def _same_records_within_tolerance(a: Path, b: Path, channels: int = 3) -> dict[str, Any]:
+    """Every record of `b` has `a`'s params, labels and order; pixels within the tolerance."""
+    ra, rb = _rows(a), _rows(b)
+    assert len(ra) == len(rb) > 0
+    cpu, dev = [], []
+    for x, y in zip(ra, rb, strict=True):
+        assert {k: x[k] for k in x if k != "image"} == {k: y[k] for k in y if k != "image"}
+        cpu.append(decode(x["image"], channels=channels).ravel())
+        dev.append(decode(y["image"], channels=channels).ravel())
+    stats = pixel_stats(np.concatenate(cpu), np.concatenate(dev))
+    assert stats["within"], stats
+    return stats
+
+
+@pytest.mark.parametrize(("mix", "overrides", "channels"), [
+    ({"method": "cutmix", "alpha": 0.6, "p": 1.0}, {}, 3),  # mixed sizes: one device batch per shape
+    ([{"method": "cutmix", "p": 0.7}, {"method": "mixup", "alpha": 0.4, "p": 0.7}], {"image_size": [20, 28]}, 3),
+    ({"method": "mixup", "p": 1.0}, {}, 1),  # grey: the HSV ops leave it as it is, as TF does
+    (None, {"image_size": [24, 30]}, 3),  # device stages alone, no mixing
 ])
-def test_tf_batch_stage_equals_numpy(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str,
-                                     overrides: dict[str, Any], channels: int) -> None:
-    pytest.importorskip("tensorflow")
-    mix = {"method": method, "alpha": 0.6, "p": 1.0}
-    ref = _export(src, tmp_path / "cpu", "cpu", mix, False, monkeypatch, overrides=overrides, channels=channels)
-    tf_res = _export(src, tmp_path / "tf", "gpu", mix, True, monkeypatch, overrides=overrides, channels=channels)
-    assert ref.batch_stages == "numpy in workers" and "batch stages: numpy in workers" in ref.summary()
-    assert tf_res.batch_stages.startswith("TensorFlow on /") and "batch stages: TensorFlow on" in tf_res.summary()
-    timings = manifest(tmp_path / "tf")["splits"]["train"]["timings"]
-    assert timings["device"] == "gpu" and timings["batch_stages"] == tf_res.batch_stages
-    assert timings["batch_stage_seconds"] >= 0
-    assert manifest(tmp_path / "cpu")["splits"]["train"]["timings"]["batch_stages"] == "numpy in workers"
-
-    a, b = _rows(tmp_path / "cpu"), _rows(tmp_path / "tf")
-    assert len(a) == len(b) == 12 * 4 and ref.skipped == tf_res.skipped == 1
-    assert sum(r["mix_source_id"] != "" for r in a) > 20  # most copies mixed (p=1; the broken partner not)
-    worst = 0
-    for ra, rb in zip(a, b, strict=True):
-        assert {k: ra[k] for k in ra if k != "image"} == {k: rb[k] for k in rb if k != "image"}
-        pa, pb = decode(ra["image"], channels=channels), decode(rb["image"], channels=channels)
-        diff = int(np.abs(pa.astype(int) - pb.astype(int)).max())
-        worst = max(worst, diff)
-    assert worst <= (0 if method == "cutmix" else 1)
+def test_device_path_writes_the_cpu_paths_records(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  mix: Any, overrides: dict[str, Any], channels: int) -> None:
+    pytest.importorskip("keras")
+    over = {**overrides, "mix": mix}
+    cpu = _export(src, tmp_path / "cpu", "cpu", monkeypatch, overrides=over, channels=channels)
+    dev = _export(src, tmp_path / "dev", "gpu", monkeypatch, overrides=over, channels=channels)
+    assert cpu.path == "cpu" and cpu.summary().endswith("; path: cpu")
+    assert dev.path.startswith("device (keras, tf_image") and f"cpu ({FORCE_ENV})" in dev.summary()
+    assert cpu.written == dev.written == 12 * 4 and cpu.skipped == dev.skipped == 1
+    if mix is not None:
+        assert sum(r["mix_source_id"] not in (b"", "") for r in _rows(tmp_path / "dev")) > 10
+    stats = _same_records_within_tolerance(tmp_path / "cpu", tmp_path / "dev", channels)
+    assert stats["same"] == 1.0  # measured: the CPU device gives the CPU path's bytes
+    assert shard_hashes(tmp_path / "cpu") == shard_hashes(tmp_path / "dev")
 
 
-def test_tf_batch_stage_deterministic_across_workers(src: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("tensorflow")
-    mix = {"method": "cutmix", "alpha": 1.0, "p": 0.8}
-    one = _export(src, tmp_path / "w1", "gpu", mix, True, monkeypatch, workers=1, batch_size=16)
-    two = _export(src, tmp_path / "w2", "auto", mix, True, monkeypatch, workers=2, batch_size=3)
-    assert one.batch_stages == two.batch_stages != "numpy in workers"
+def test_manifest_records_path_backend_and_device(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    keras = pytest.importorskip("keras")
+    _export(src, tmp_path / "dev", "gpu", monkeypatch, overrides={"mix": {"method": "mixup", "p": 0.5}})
+    _export(src, tmp_path / "cpu", "cpu", monkeypatch)
+    dev = manifest(tmp_path / "dev")["splits"]["train"]["timings"]
+    assert dev["device"] == "gpu" and dev["path"] == "device" and dev["keras_backend"] == keras.backend.backend()
+    assert dev["accelerator"] == f"cpu ({FORCE_ENV})" and dev["device_stages"] == ["keras", "tf_image", "mix"]
+    assert dev["device_seconds"] >= 0 and dev["device_copies"] == 36
+    cpu = manifest(tmp_path / "cpu")["splits"]["train"]["timings"]
+    assert cpu["device"] == "cpu" and cpu["path"] == "cpu" and "keras_backend" not in cpu
+    again = _export(src, tmp_path / "dev", "gpu", monkeypatch, overrides={"mix": {"method": "mixup", "p": 0.5}},
+                    resume=True)
+    assert again.path.startswith("device (keras, tf_image, mix on ")  # a finished split says how it was written
+
+
+def test_device_path_is_deterministic_across_workers_and_batches(src: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("keras")
+    over = {"mix": [{"method": "cutmix", "p": 0.8}, {"method": "mixup", "p": 0.5}], "image_size": [26, 30]}
+    one = _export(src, tmp_path / "w1", "gpu", monkeypatch, overrides=over, workers=1, batch_size=16)
+    two = _export(src, tmp_path / "w2", "gpu", monkeypatch, overrides=over, workers=2, batch_size=3)
+    assert one.path == two.path != "cpu"
     assert shard_hashes(tmp_path / "w1") == shard_hashes(tmp_path / "w2")
-    assert one.written == two.written == 48
 
 
-def test_gpu_without_gpu_exits_2(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(FORCE_ENV, raising=False)
-    monkeypatch.setattr(device, "tf_gpus", lambda: [])  # what TensorFlow reports on a machine without a GPU
-    monkeypatch.setattr(device.importlib.util, "find_spec", lambda name: object())
-    out = tmp_path / "out"
-    res = CliRunner().invoke(main, ["export", str(src), str(out), "--device", "gpu", "--quiet"])
-    assert res.exit_code == 2, res.output
-    assert "--device gpu: TensorFlow sees no GPU" in res.output and "--device cpu" in res.output
-    assert not out.exists()  # refused before OUT was touched
+def test_per_class_pipelines_on_the_device_path(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each class's own stage list has its own device suffix: a CPU stage before it stays in the
+    worker, a class whose last stage is not device-capable renders on the CPU and is only mixed."""
+    pytest.importorskip("keras")
+    over = {"mix": {"method": "cutmix", "p": 1.0}, "image_size": [24, 32],
+            "classes": {"a": {"stages": [{"cutout": {"size": 0.3}}, *HEAVY]},
+                        "b": {"stages": [HEAVY[0], {"gridmask": {}}], "copies": 2}}}
+    _export(src, tmp_path / "cpu", "cpu", monkeypatch, overrides=over)
+    _export(src, tmp_path / "dev", "gpu", monkeypatch, overrides=over)
+    stats = _same_records_within_tolerance(tmp_path / "cpu", tmp_path / "dev")
+    assert stats["same"] == 1.0
+
+
+def test_device_stages_draw_exactly_the_cpu_paths_params() -> None:
+    """The worker samples the device suffix without applying it: the same generator, the same order."""
+    from augexport.worker import Job, Renderer
+
+    spec = build_pipeline({"seed": 3, "copies": 2, "stages": [{"cutout": {"p": 0.5}}, *HEAVY]}).to_spec()
+    cpu, dev = Renderer(Job(spec, 3)), Renderer(Job(spec, 3, device=True))
+    image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    for copy in (1, 2, 3):
+        _, params = cpu.augment("x.png", 1, copy, image)
+        deferred = dev.prepare("x.png", 1, copy, image)
+        assert deferred.params == params and (deferred.start, deferred.end) == (1, 3)
+        assert np.array_equal(deferred.pixels, cpu.plan.stages(1, copy)[0].run(image, params[0]["params"]))
+
+
+def test_device_suffix_rule() -> None:
+    def stages(*specs: Any) -> Any:
+        return build_pipeline({"stages": list(specs)}).stages
+
+    keras1, keras3 = {"keras": {"rotation_range": 5}}, {"keras": {"interpolation_order": 3}}
+    colour, crop = {"tf_image": [{"random_hue": {}}]}, {"tf_image": [{"random_hue": {}}, {"random_crop": {}}]}
+    assert device_start(stages(keras1, colour)) == 0
+    assert device_start(stages(keras1, {"cutout": {}}, colour)) == 2
+    assert device_start(stages(keras3, colour)) == 1  # spline orders 2..5 stay scipy's
+    assert device_start(stages(keras1, crop)) == 2  # a crop is no colour op
+    assert device_start(stages({"one_of": [keras1, colour]})) == 1
+    work = offload([stages(keras1), stages({"cutout": {}}, {"tf_image": [{"random_brightness": {}}]})], True, None)
+    assert work.names() == ["keras", "tf_image", "mix"] and work.heavy and work.worth_it(8)
+    assert not work.worth_it(9)  # the workers would outrun the main process that moves the pixels
+    assert not offload([stages(colour)], False, (64, 64)).worth_it(2)  # small images: the CPU is cheaper
+    assert not offload([stages({"tf_image": [{"random_brightness": {}}]})], True, None).worth_it(2)  # tables only
+    assert not offload([stages({"cutout": {}})], True, (224, 224)).worth_it(2)  # mixing alone
 
 
 def test_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(FORCE_ENV, raising=False)
 
-    def no_tf() -> list[Any]:
-        raise AssertionError("TensorFlow must not be asked")
+    def no_backend(backend: str) -> list[str]:
+        raise AssertionError("no backend may be asked")
 
+    heavy, mix_only = Offload(("keras",), True, True), Offload((), True, False)
     monkeypatch.setattr(device, "gpu_hint", lambda: False)
-    monkeypatch.setattr(device, "tf_gpus", no_tf)
-    assert device.resolve("auto", True).describe() == "numpy in workers"
-    assert device.resolve("cpu", True).describe() == "numpy in workers"
-    assert device.resolve("auto", False).describe() == "none"
-    monkeypatch.setenv(FORCE_ENV, "1")
-    assert device.resolve("cpu", True).tf_device is None  # cpu is always numpy in the workers
-    monkeypatch.delenv(FORCE_ENV)
+    monkeypatch.setattr(device, "backend_gpus", no_backend)
+    assert device.resolve("auto", heavy).describe() == "cpu"  # no GPU hint: nothing imported
+    assert device.resolve("cpu", heavy).describe() == "cpu"
     monkeypatch.setattr(device, "gpu_hint", lambda: True)
-    monkeypatch.setattr(device.importlib.util, "find_spec", lambda name: object())
-    monkeypatch.setattr(device, "tf_gpus", lambda: [])
-    assert device.resolve("auto", True).tf_device is None  # driver files but TF sees no GPU
-    monkeypatch.setattr(device, "tf_gpus", lambda: ["GPU:0"])
-    assert device.resolve("auto", True).describe() == "TensorFlow on /GPU:0"
-    assert device.resolve("gpu", True).tf_device == "/GPU:0"
-    monkeypatch.setattr(device.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(api.UsageError, match="needs TensorFlow"):
-        device.resolve("gpu", True)
+    assert device.resolve("auto", mix_only).describe() == "cpu"  # not worth a GPU
+    monkeypatch.setattr(device, "backend_gpus", lambda backend: [])
+    monkeypatch.setattr(device, "_missing", lambda backend: None)
+    assert device.resolve("auto", heavy).describe() == "cpu"  # device files, but the backend sees no GPU
+    monkeypatch.setattr(device, "backend_gpus", lambda backend: ["cuda:0"])
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    picked = device.resolve("auto", heavy, workers=4)
+    assert picked.on_device and picked.describe() == "device (keras, mix on jax cuda:0)"
+    assert device.resolve("auto", heavy, workers=16).describe() == "cpu"
+    assert device.resolve("gpu", mix_only).describe() == "device (mix on jax cuda:0)"  # asked for: taken
+    assert device.resolve("gpu", Offload()).describe() == "cpu"  # nothing to run there
     with pytest.raises(api.UsageError, match="accepted: auto, cpu, gpu"):
-        device.resolve("tpu", True)
+        device.resolve("tpu", heavy)
 
 
-def test_auto_does_not_import_tensorflow(src: Path, tmp_path: Path) -> None:
+def test_keras_backend_is_found_as_keras_finds_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert device.keras_backend() == "tensorflow"
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "torch"}))
+    assert device.keras_backend() == "torch"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert device.keras_backend() == "jax"
+
+
+@pytest.mark.parametrize(("backend", "needle"), [
+    ("tensorflow", "--device gpu: the Keras backend 'tensorflow' sees no GPU on this machine"),
+    ("jax", "--device gpu: the Keras backend 'jax' sees no GPU on this machine"),
+    ("torch", "needs torch: not installed (pip install torch)"),
+])
+def test_gpu_without_gpu_exits_2_naming_the_backend(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    backend: str, needle: str) -> None:
     if device.gpu_hint():
-        pytest.skip("this machine has NVIDIA device files: auto is meant to ask TensorFlow here")
+        pytest.skip("this machine may have a GPU")
+    monkeypatch.delenv(FORCE_ENV, raising=False)
+    pytest.importorskip("keras")
+    if backend == "torch":
+        if device.importlib.util.find_spec("torch") is not None:
+            pytest.skip("torch is installed here")
+    else:
+        pytest.importorskip(backend)
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--device", "gpu", "--copies", "1",
+                                    "--rotation-range", "10", "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "--device cpu" in res.output
+    assert not out.exists()  # refused before OUT was touched
+
+
+def test_auto_imports_no_keras_without_a_gpu_hint(src: Path, tmp_path: Path) -> None:
+    if device.gpu_hint():
+        pytest.skip("this machine has GPU device files: auto is meant to ask the backend here")
     code = (f"import sys; from augexport import api; "
             f"r = api.export({str(src)!r}, {str(tmp_path / 'out')!r}, workers=1, device='auto', "
-            f"overrides={{'copies': 2, 'mix': {{'method': 'mixup', 'alpha': 0.5, 'p': 1.0}}}}); "
-            f"print(r.summary()); print('tensorflow' in sys.modules)")
+            f"overrides={{'copies': 2, 'stages': {HEAVY!r}, 'mix': {{'method': 'mixup', 'p': 1.0}}}}); "
+            f"print(r.summary()); print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
     env = {k: v for k, v in os.environ.items() if k != FORCE_ENV}
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     summary, imported = done.stdout.strip().splitlines()[-2:]
-    assert "batch stages: numpy in workers" in summary
-    assert imported == "False"
+    assert summary.endswith("; path: cpu") and imported == "[]"
+
+
+def test_device_path_workers_never_import_keras(src: Path) -> None:
+    """A spawned worker, started as the engine starts it, renders device-path units (prepare) and
+    encodes finished copies (the second task kind) without importing Keras or a backend."""
+    from augexport.engine import plan_export
+    from augexport.plan import make_plan
+    from augexport.sources.open import open_source
+    from augexport.worker import Finished, Job, init_worker, run_encodes, run_units
+    from tests import worker_probe
+
+    listing = open_source(str(src))
+    pipeline = build_pipeline({"copies": 2, "stages": HEAVY, "mix": {"method": "cutmix", "p": 1.0}})
+    job = Job(pipeline.to_spec(), 3, device=True)
+    block = next(iter(plan_export(listing.items, make_plan(pipeline), pipeline.mix, True)))
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=init_worker,
+                                initargs=(job, os.getpid(), 1)) as pool:
+        outs = pool.submit(run_units, block.units).result()
+        pending = [r.pending for o in outs for r in o.records if r.pending is not None]
+        assert pending and all(p.on_device for p in pending)
+        done = pool.submit(run_encodes, [Finished("x", p.label, p.copy, p.pixels, p.params, []) for p in pending[:3]])
+        assert all(r.framed for r in done.result())
+        assert pool.submit(worker_probe.heavy_modules).result() == []
 
 
 def test_beam_with_gpu_is_a_usage_error(src: Path, tmp_path: Path) -> None:
@@ -155,3 +277,40 @@ def test_beam_with_gpu_is_a_usage_error(src: Path, tmp_path: Path) -> None:
     with pytest.raises(api.UsageError, match="--device gpu is not available with --runner beam"):
         api.export(str(src), tmp_path / "out", runner="beam", device="gpu")
     assert not (tmp_path / "out").exists()  # refused before OUT was touched
+
+
+def test_pixels_travel_through_shared_memory_and_leave_nothing() -> None:
+    """Deferred pixels (partners once) and finished pixels cross processes as shared-memory
+    references; the receiver gets equal arrays and the segment is gone after it has read them."""
+    from multiprocessing import shared_memory
+
+    from augexport.pixel_share import SharedPixels
+    from augexport.worker import (
+        Deferred,
+        Finished,
+        MixStep,
+        RecordOut,
+        UnitOut,
+        land_deferred,
+        land_finished,
+        ship_deferred,
+        ship_finished,
+    )
+
+    g = np.random.default_rng(0)
+    partner = Deferred(g.integers(0, 256, (5, 7, 3), dtype=np.uint8), 0, 1, 0, 1, [])
+    base = Deferred(g.integers(0, 256, (4, 6, 1), dtype=np.uint8), 1, 2, 0, 1, [],
+                    [MixStep(partner, {"stage": "mix"}, "p", 0)])
+    pixels = (base.pixels.copy(), partner.pixels.copy())
+    outs = [UnitOut("a", [RecordOut(2, b"", 1, False, None, pending=base)]),
+            UnitOut("p", [RecordOut(1, b"", 0, False, None, pending=partner)])]
+    ship_deferred(outs)
+    assert isinstance(base.pixels, SharedPixels) and base.pixels.segment == partner.pixels.segment
+    name = base.pixels.segment
+    land_deferred(outs)
+    assert np.array_equal(base.pixels, pixels[0]) and np.array_equal(partner.pixels, pixels[1])
+    with pytest.raises(FileNotFoundError):
+        shared_memory.SharedMemory(name=name)
+    shipped = ship_finished([Finished("a", 1, 2, pixels[0], [], [])])
+    assert isinstance(shipped[0].image, SharedPixels)
+    assert np.array_equal(land_finished(shipped)[0].image, pixels[0])

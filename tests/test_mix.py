@@ -297,35 +297,6 @@ def test_cli_mix_flag_errors(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "src")
 
 
-# -- the TF kernel equals the numpy reference -----------------------------------------------------
-def _tf_cases() -> tuple[list[np.ndarray], list[np.ndarray], list[dict[str, Any]]]:
-    g = np.random.Generator(np.random.PCG64(21))
-    bases, partners, params = [], [], []
-    for i in range(12):
-        bases.append(g.integers(0, 256, (37, 90, 3), dtype=np.uint8))
-        partners.append(g.integers(0, 256, (37, 90, 3) if i % 3 else (50, 31, 3), dtype=np.uint8))
-        params.append(sample_mix(g, "cutmix" if i % 2 else "mixup", 0.7, 37, 90))
-    params.append({"method": "mixup", "lambda": 0.5})  # exact .5 blends: rounding half to even in both
-    bases.append(np.arange(37 * 90 * 3, dtype=np.int64).reshape(37, 90, 3).astype(np.uint8))
-    partners.append(np.roll(bases[-1], 1))
-    return bases, partners, params
-
-
-def test_tf_mix_equals_numpy() -> None:
-    pytest.importorskip("tensorflow")
-    from augexport.stages.mix_tf import mix_batch_tf
-
-    bases, partners, params = _tf_cases()
-    got = mix_batch_tf(bases, partners, params)
-    assert got.dtype == np.uint8 and got.shape == (len(bases), 37, 90, 3)
-    for out, b, p, prm in zip(got, bases, partners, params, strict=True):
-        ref = apply_mix(b, p, prm)
-        if prm["method"] == "cutmix":
-            assert np.array_equal(out, ref)
-        else:
-            assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
-
-
 def test_stage_failing_on_some_images_skips_them_and_their_partners_stay_unmixed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from augexport.stages.cutout import Cutout

@@ -143,17 +143,15 @@ def affine_matrix(params: dict[str, Any], h: int, w: int, fix_axes: bool = False
     return offset @ m @ reset
 
 
-def _flip_matrix(h: int, w: int, flip_h: bool, flip_v: bool) -> np.ndarray:
+def flip_matrix(h: int, w: int, flip_h: bool, flip_v: bool) -> np.ndarray:
     return np.array([[-1 if flip_h else 1, 0, w - 1 if flip_h else 0],
                      [0, -1 if flip_v else 1, h - 1 if flip_v else 0], [0, 0, 1]], dtype=np.float64)
 
 
-def _constant_outside(out: np.ndarray, m: np.ndarray, cval: float) -> np.ndarray:
-    """scipy 'constant': output pixels whose source lies outside [0, W-1] x [0, H-1] become cval.
-    Per row the inside is one interval of x (the map is affine), so the mask costs O(H) + one compare."""
-    import cv2
-
-    h, w = out.shape[:2]
+def inside_columns(m: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """scipy 'constant': per output row, the first and last column whose source lies inside
+    [0, W-1] x [0, H-1] (int16; first > last when none). The map is affine, so the inside of a row
+    is one interval of x: O(H) work instead of a test per pixel."""
     ys = np.arange(h, dtype=np.float64)
     lo = np.full(h, -np.inf)
     hi = np.full(h, np.inf)
@@ -166,12 +164,21 @@ def _constant_outside(out: np.ndarray, m: np.ndarray, cval: float) -> np.ndarray
         x0, x1 = (-c) / a, (size - 1 - c) / a
         lo = np.maximum(lo, np.minimum(x0, x1) - 1e-9)
         hi = np.minimum(hi, np.maximum(x0, x1) + 1e-9)
+    first = np.clip(np.ceil(lo), -1, w + 1).astype(np.int16)
+    last = np.clip(np.floor(hi), -1, w + 1).astype(np.int16)
+    return first, last
+
+
+def _constant_outside(out: np.ndarray, m: np.ndarray, cval: float) -> np.ndarray:
+    """scipy 'constant': output pixels whose source lies outside [0, W-1] x [0, H-1] become cval."""
+    import cv2
+
+    h, w = out.shape[:2]
+    first, last = inside_columns(m, h, w)
     # int16 compares and cv2.copyTo keep this to ~1 ms on 375x500 (numpy boolean fills and OpenCV's
     # masked add/subtract were measured slower)
     cols = np.arange(w, dtype=np.int16)
-    first = np.clip(np.ceil(lo), -1, w + 1).astype(np.int16)[:, None]
-    last = np.clip(np.floor(hi), -1, w + 1).astype(np.int16)[:, None]
-    outside = ((cols < first) | (cols > last)).view(np.uint8)
+    outside = ((cols < first[:, None]) | (cols > last[:, None])).view(np.uint8)
     return cv2.copyTo(np.full_like(out, cval), outside, out)
 
 
@@ -274,7 +281,7 @@ def apply_keras(image: np.ndarray, params: dict[str, Any], *, fill_mode: str = "
     out = image
     if m is not None:
         if flip_h or flip_v:
-            m = m @ _flip_matrix(h, w, flip_h, flip_v)
+            m = m @ flip_matrix(h, w, flip_h, flip_v)
         if bright is not None and order != 0:  # nearest-neighbour warps are whole levels already
             return _warp_then_brightness(image, m, fill_mode, cval, order, shift, bright)
         out = warp(image, m, fill_mode, cval, order)

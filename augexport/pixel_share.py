@@ -1,0 +1,86 @@
+"""Pixel arrays between the worker processes and the main process through shared memory.
+
+The device path moves every deferred copy's pixels to the main process and the finished pixels
+back to a worker; through the pool's pipes each array is pickled, copied through the kernel and
+unpickled, serially in the main process (~0.25 ms per 224x224 RGB copy and direction, measured
+here). Instead the sender copies a task's arrays into one POSIX shared-memory segment and sends
+(segment, offset, shape) references; the receiver copies them out and unlinks the segment.
+Every process of an export shares multiprocessing's resource tracker, which removes a segment a
+crash left behind once they are all gone. Where /dev/shm has too little room for a segment (a
+container's 64 MiB default) the arrays travel by pickle as before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_ROOM = 4  # a segment is made only while /dev/shm has this many times its size free
+
+
+@dataclass(frozen=True)
+class SharedPixels:
+    """A uint8 array in a shared-memory segment (picklable; a few bytes)."""
+
+    segment: str
+    offset: int
+    shape: tuple[int, ...]
+
+
+def _room(nbytes: int) -> bool:
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize >= _ROOM * nbytes
+
+
+def share(arrays: Sequence[np.ndarray]) -> list[SharedPixels | np.ndarray]:
+    """References to copies of `arrays` in one new segment (the arrays themselves when there is no
+    room, or nothing to share)."""
+    from multiprocessing import shared_memory
+
+    total = sum(int(a.nbytes) for a in arrays)
+    if total == 0 or not _room(total):
+        return list(arrays)
+    try:
+        shm = shared_memory.SharedMemory(create=True, size=total)
+    except OSError:
+        return list(arrays)
+    refs: list[SharedPixels | np.ndarray] = []
+    offset = 0
+    try:
+        for a in arrays:
+            view = np.ndarray(a.shape, np.uint8, shm.buf, offset)
+            view[...] = a
+            del view  # no exported buffer may be left when the segment is closed
+            refs.append(SharedPixels(shm.name, offset, tuple(a.shape)))
+            offset += int(a.nbytes)
+    finally:
+        shm.close()
+    return refs
+
+
+def fetch(items: Sequence[SharedPixels | np.ndarray]) -> list[np.ndarray]:
+    """The arrays behind `items` (arrays pass through); each segment is read once, then unlinked."""
+    from multiprocessing import shared_memory
+
+    out: list[np.ndarray | None] = [i if isinstance(i, np.ndarray) else None for i in items]
+    by_segment: dict[str, list[int]] = {}
+    for k, item in enumerate(items):
+        if isinstance(item, SharedPixels):
+            by_segment.setdefault(item.segment, []).append(k)
+    for name, where in by_segment.items():
+        shm = shared_memory.SharedMemory(name=name)
+        try:
+            for k in where:
+                ref = items[k]
+                assert isinstance(ref, SharedPixels)
+                out[k] = np.ndarray(ref.shape, np.uint8, shm.buf, ref.offset).copy()
+        finally:
+            shm.close()
+            shm.unlink()
+    return out  # type: ignore[return-value]
