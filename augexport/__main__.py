@@ -8,8 +8,10 @@ import sys
 
 def main() -> None:
     try:
+        from . import allocator
         from .cli import main as cli
 
+        allocator.tune()  # the CLI renders images in this process too (--workers 1, the device path)
         cli()
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import codec
+from . import allocator, codec
 from .errors import DecodeError, SourceUnavailable
 from .mixing import streams
 from .offload import device_start
@@ -331,6 +331,7 @@ def init_worker(job: Job, parent: int, threads: int) -> None:
     global _RENDERER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
+    allocator.tune()
     import cv2
 
     cv2.setNumThreads(threads)

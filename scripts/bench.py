@@ -211,8 +211,10 @@ def row_idg(files: list[str], workers: int, tmp: str) -> float:
 
 
 def row_export(src: str, out: str, pipeline: dict[str, Any] | None, workers: int, batch: int) -> float:
-    from augexport import api
+    """`augexport export` as the CLI runs it (its allocator setting included: augexport.allocator)."""
+    from augexport import allocator, api
 
+    allocator.tune()
     config = None
     if pipeline is not None:
         config = f"{out}.json"
