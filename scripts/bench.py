@@ -518,14 +518,22 @@ def report_ratios(rate: dict[tuple[str, int], float], workers: list[int]) -> Non
             lines.append((f"({num}) / ({den})  {w}w{goal}", _verdict(x, target, text)))
     lo, hi = min(workers), max(workers)
     if hi != lo:
+        floor = _scaling(rate, "a", lo, hi)
         for row in "acdefstg":
-            a, b = rate.get((row, hi)), rate.get((row, lo))
-            x = a / b if a and b else None
-            target = 1.7 if row == "d" else None
-            lines.append((f"({row}) {hi}w / {lo}w" + (" >= 1.7x" if target else ""),
-                          _verdict(x, target, f"{x:.2f}x" if x else "")))
+            x = _scaling(rate, row, lo, hi)
+            if row in "cd" and x and floor:  # target: >= 90% of the floor's own scaling on this box
+                share = x / floor
+                lines.append((f"({row}) {hi}w / {lo}w", _verdict(share, 0.9, f"{x:.2f}x = {share:.0%} of the floor's")
+                              + " (target >= 90% of the floor's scaling)"))
+            else:
+                lines.append((f"({row}) {hi}w / {lo}w", f"{x:.2f}x" if x else "n/a"))
     for name, value in lines:
         print(f"  {name:<26} {value}")
+
+
+def _scaling(rate: dict[tuple[str, int], float], row: str, lo: int, hi: int) -> float | None:
+    a, b = rate.get((row, hi)), rate.get((row, lo))
+    return a / b if a and b else None
 
 
 def report_kernels(kernels: dict[str, list[float]]) -> None:
