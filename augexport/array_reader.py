@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import codec
-from .errors import UsageError
+from .errors import UsageError, VerifyFailed
 from .outdir import OutDir
 from .reader import load_split, split_examples
 from .sinks.images import read_labels_rows
@@ -32,7 +32,14 @@ def _records(outdir: OutDir, entry: dict[str, Any], split: str) -> Iterator[tupl
     if not images:
         raise UsageError(f"split {split!r} has neither shards nor an image folder")
     folder = images["dir"]
-    for row in read_labels_rows(outdir, f"{folder}/{images['labels_file']}"):
+    rows = read_labels_rows(outdir, f"{folder}/{images['labels_file']}")
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except ValueError as exc:  # a damaged labels.csv: the output is not what its manifest describes
+            raise VerifyFailed(f"{outdir}: {exc}") from None
         yield outdir.read_bytes(f"{folder}/{row.file}"), row.soft_label, row.label
 
 

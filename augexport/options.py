@@ -156,6 +156,14 @@ class ExportOptions:
 
     def _check_array_flags(self, source: str) -> None:
         if is_array_source(source):
+            keys = [flag for key, flag in (("x_key", "--x-key"), ("y_key", "--y-key")) if getattr(self, key) is not None]
+            if keys and not str(source).startswith("npz:"):
+                kind = "an npy: source has one array per file" if str(source).startswith("npy:") else \
+                    "in-memory arrays are given as x and y"
+                raise UsageError(f"{', '.join(keys)} apply to npz: sources only; {kind}")
+            if self.labels and str(source).startswith("npy:") and "," in str(source):
+                raise UsageError(f"--labels and SOURCE {source} both name the labels; accepted: npy:X.npy,Y.npy "
+                                 "or npy:X.npy --labels Y.npy")
             return
         flags = {"x_key": "--x-key", "y_key": "--y-key", "class_names": "--class-names", "value_range": "--value-range"}
         used = [flag for key, flag in flags.items() if getattr(self, key) is not None]

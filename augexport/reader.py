@@ -23,7 +23,7 @@ def load_split(outdir: OutDir, split: str) -> tuple[dict[str, Any], dict[str, An
     if manifest is None:
         raise UsageError(f"{outdir} has no {MANIFEST}: not an augexport output folder")
     if split not in manifest["splits"]:
-        raise UsageError(f"--split {split!r} is not in {outdir}; accepted: {', '.join(sorted(manifest['splits']))}")
+        raise UsageError(f"split {split!r} is not in {outdir}; accepted: {', '.join(sorted(manifest['splits']))}")
     return manifest, manifest["splits"][split]
 
 

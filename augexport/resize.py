@@ -101,7 +101,8 @@ def keras_resize(image: np.ndarray, size: tuple[int, int], mode: ResizeMode) -> 
     if mode.pad_to_aspect_ratio:
         ratio = max(_F(w) / _F(tw), _F(h) / _F(th))
         rh_f, rw_f = _F(h) / ratio, _F(w) / ratio
-        rh, rw = int(math.floor(rh_f)), int(math.floor(rw_f))
+        # TF fails where a side fits to 0 px (a very skinny image, a tiny size); keep 1 px instead
+        rh, rw = max(1, int(math.floor(rh_f))), max(1, int(math.floor(rw_f)))
         py = max(0, int(math.floor((_F(th) - rh_f) / 2)))
         px = max(0, int(math.floor((_F(tw) - rw_f) / 2)))
         out = np.zeros((th, tw, image.shape[2]), np.uint8)

@@ -8,7 +8,7 @@ Pixels: N×H×W (grey), N×H×W×1 or N×H×W×3. uint8 is taken as it is; other
 0..255; floats in [0, 1] are scaled by 255, floats in [0, 255] taken as they are (then rounded half
 to even). Which one is `value_range`: `auto` (default) scans the array once in the main process in
 bounded chunks (uint8 needs no scan): max <= 1 means [0, 1]; NaN, negatives or values > 255 are a
-usage error. `0,1` or `0,255` skip the scan (values outside are clipped). Labels: N or N×1 integer
+usage error. `0,1` or `0,255` skip the scan (values outside are clipped, NaN becomes 0). Labels: N or N×1 integer
 class indices, or N×C one-hot rows. Class names: `class_names`, else the npz key `class_names`, else
 "0".."C-1". The default `--channels` is the array's own (1 for N×H×W): see `array_channels`.
 
@@ -33,6 +33,7 @@ import shutil
 import tempfile
 import weakref
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -47,6 +48,10 @@ SCHEMES = ("npz:", "npy:")
 MEMORY = "memory:"  # in-memory arrays (augexport.export_arrays); not a CLI source
 VALUE_RANGES = ("auto", "0,1", "0,255")
 CHUNK_BYTES = 16 << 20  # the most of X any scan or copy holds at once
+# Every record carries one float per class (soft_label) and the manifest one name per class, so a
+# stray huge label would make both enormous: refuse more classes than any public data set has.
+MAX_CLASSES = 100_000
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 
 
 def is_array_source(source: object) -> bool:
@@ -87,7 +92,7 @@ def _read_header(f: BinaryIO, what: str) -> tuple[tuple[int, ...], bool, np.dtyp
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:
             raise ValueError(f"npy format version {version} is not supported (1.0 and 2.0 are)")
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise UsageError(f"{what} is not a readable .npy array: {exc}") from None
     if dtype.hasobject:
         raise UsageError(f"{what} holds Python objects (dtype {dtype}); augexport reads only numeric arrays")
@@ -142,9 +147,12 @@ def _locate_npz(path: str, key: str, spool: Any) -> Stored:
             if not fortran:
                 return Stored(path, data, shape, dtype)
             raise UsageError(f"{what} is stored in Fortran order; save it C-ordered (np.ascontiguousarray)")
-        target = os.path.join(spool(), f"{key}.npy")
-        with zf.open(info) as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, CHUNK_BYTES)
+        target = os.path.join(spool(), "npz-member.npy")  # never the member's name: it may hold '/' or '..'
+        try:
+            with zf.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK_BYTES)
+        except _ZIP_ERRORS as exc:
+            raise UsageError(f"{what}: the compressed member cannot be read (corrupt file?): {exc}") from None
     shape, fortran, dtype, data = _npy_header(target, what)
     if fortran:
         raise UsageError(f"{what} is stored in Fortran order; save it C-ordered (np.ascontiguousarray)")
@@ -187,7 +195,9 @@ def _scale(stored: Stored, value_range: str, what: str) -> float:
     """The factor pixels are multiplied by: 1, or 255 for [0, 1] data (see the module docstring)."""
     if value_range not in VALUE_RANGES:
         raise UsageError(f"--value-range {value_range!r} is not accepted; accepted: {', '.join(VALUE_RANGES)}")
-    if stored.dtype == np.uint8 or value_range != "auto":
+    if stored.dtype == np.uint8:
+        return 1.0
+    if value_range != "auto":
         return 255.0 if value_range == "0,1" else 1.0
     lo, hi = _min_max(stored)
     if not np.isfinite(lo) or not np.isfinite(hi):
@@ -237,32 +247,46 @@ def labels_from(y: Any, n: int, what: str) -> tuple[np.ndarray, int | None]:
         if bad.size:
             raise UsageError(f"{what} row {int(bad[0])} is {y[bad[0]].tolist()[:12]}: not one-hot; accepted: integer "
                              "class indices or one-hot rows (soft labels as input are not supported)")
+        if y.shape[1] > MAX_CLASSES:
+            raise UsageError(f"{what} has {y.shape[1]} one-hot columns; accepted: at most {MAX_CLASSES:,} classes")
         return np.argmax(y, axis=1).astype(np.int64), int(y.shape[1])
     if y.ndim != 1:
         raise UsageError(f"{what} has shape {y.shape}; accepted: N, N×1 or N×C (one-hot)")
     if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
         raise UsageError(f"{what} holds non-integer values; accepted: integer class indices or one-hot rows")
-    labels = y.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        raise UsageError(f"{what} holds a negative label ({int(labels.min())}); accepted: class indices 0..C-1")
-    return labels, None
+    if y.size and y.dtype.kind != "b" and y.min() < 0:
+        raise UsageError(f"{what} holds a negative label ({y.min()}); accepted: class indices 0..C-1")
+    if y.size and y.max() >= MAX_CLASSES:
+        raise UsageError(f"{what} holds the label {y.max()}; accepted: class indices below {MAX_CLASSES:,} "
+                         "(each record stores one soft-label value per class)")
+    return y.astype(np.int64), None
 
 
 def class_names_for(given: Sequence[str] | str | None, stored: Any, labels: np.ndarray, classes: int | None) -> list[str]:
     """--class-names (a list or `a,b,c`), else the npz's `class_names` array, else "0".."C-1"."""
     if isinstance(given, str):
         given = [n.strip() for n in given.split(",")]
-    names = [str(n) for n in given] if given is not None else (
-        [str(n) for n in np.asarray(stored).reshape(-1).tolist()] if stored is not None else None)
+    flag = "--class-names" if given is not None else "the npz's class_names array"
+    names = [_name(n) for n in given] if given is not None else (
+        [_name(n) for n in np.asarray(stored).reshape(-1).tolist()] if stored is not None else None)
     top = int(labels.max()) + 1 if labels.size else 0
     if names is None:
         return [str(i) for i in range(max(top, classes or 0))]
+    if len(names) > MAX_CLASSES:
+        raise UsageError(f"{flag} has {len(names)} names; accepted: at most {MAX_CLASSES:,} classes")
     if len(set(names)) != len(names) or any(not n for n in names):
-        raise UsageError(f"--class-names {names[:10]}: names must be unique and not empty")
+        raise UsageError(f"{flag} {names[:10]}: names must be unique and not empty")
     if len(names) < top or (classes is not None and len(names) != classes):
         want = classes if classes is not None else f"at least {top}"
-        raise UsageError(f"--class-names has {len(names)} names; the labels need {want}")
+        raise UsageError(f"{flag} has {len(names)} names; the labels need {want}")
     return names
+
+
+def _name(value: Any) -> str:
+    """A class name as text: numpy 'S' arrays hold bytes (UTF-8 by convention), others str()."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 # -- the listing ------------------------------------------------------------------------------
@@ -297,7 +321,7 @@ def _open_npz_source(path: str, opts: ArrayOptions, spool: Any) -> tuple[Stored,
         with np.load(path, allow_pickle=False) as npz:
             y = npz[opts.y_key]
             names = npz["class_names"] if "class_names" in npz.files and opts.class_names is None else None
-    except (ValueError, OSError) as exc:
+    except _ZIP_ERRORS as exc:
         raise UsageError(f"SOURCE npz:{path}: cannot read {opts.y_key!r} or class_names: {exc}") from None
     return stored, y, names, _file_stamp(path), f"npz:{os.path.abspath(path)} x={opts.x_key} y={opts.y_key}"
 
@@ -320,7 +344,9 @@ def _open_npy_source(spec: str, opts: ArrayOptions, spool: Any) -> tuple[Stored,
     xpath, ypath = _npy_paths(spec, opts.labels)
     shape, fortran, dtype, data = _npy_header(xpath, xpath)
     stored = Stored(xpath, data, shape, dtype)
-    if fortran:  # rows are not contiguous: a C-ordered copy, in chunks
+    if fortran:  # rows are not contiguous: a C-ordered copy, in chunks (checked first: never copy a bad file)
+        _layout(stored, xpath)
+        _check_length(stored, xpath)
         stored = _spill(np.load(xpath, mmap_mode="r", allow_pickle=False), spool)[0]
     try:
         y = np.load(ypath, allow_pickle=False)
@@ -402,8 +428,12 @@ def array_channels(source: str, options: ArrayOptions | None = None) -> int:
         path = source[4:]
         if not os.path.isfile(path):
             raise UsageError(f"SOURCE npz:{path} does not exist or is not a file")
-        with _open_zip(path) as zf, zf.open(_member(zf, opts.x_key, "--x-key", path)) as f:
-            shape = _read_header(f, f"npz:{path} [{opts.x_key}]")[0]  # type: ignore[arg-type]
+        what = f"npz:{path} [{opts.x_key}]"
+        try:
+            with _open_zip(path) as zf, zf.open(_member(zf, opts.x_key, "--x-key", path)) as f:
+                shape = _read_header(f, what)[0]  # type: ignore[arg-type]
+        except _ZIP_ERRORS as exc:
+            raise UsageError(f"{what}: cannot be read (corrupt file?): {exc}") from None
     elif source.startswith("npy:"):
         xpath = _npy_paths(source[4:], opts.labels)[0]
         shape = _npy_header(xpath, xpath)[0]
