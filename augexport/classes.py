@@ -81,11 +81,7 @@ def build_classes(spec: Any, path: str = "classes") -> dict[str, ClassOverride]:
 def check_classes(classes: Mapping[str, ClassOverride], class_names: Sequence[str], counts: Sequence[int],
                   include_original: bool, source: str | None = None) -> None:
     """The class names exist in SOURCE, and each target_count can be reached exactly."""
-    unknown = [name for name in classes if name not in class_names]
-    if unknown:
-        hints = "".join(close_matches(u, class_names) for u in unknown[:3])
-        raise ConfigError("classes", f"unknown class name(s) {', '.join(map(repr, unknown))}; accepted (the "
-                          f"source's classes): {', '.join(class_names)}{hints}", source=source)
+    check_class_names(classes, class_names, source)
     for name, override in classes.items():
         n = counts[class_names.index(name)]
         target = override.target_count
@@ -97,6 +93,16 @@ def check_classes(classes: Mapping[str, ClassOverride], class_names: Sequence[st
                               f"{name!r} already written (include_original: true); accepted: >= {n}", source=source)
         if target > floor and n == 0:
             raise ConfigError(f"classes.{name}.target_count", f"class {name!r} has no images to augment", source=source)
+
+
+def check_class_names(classes: Mapping[str, ClassOverride], class_names: Sequence[str],
+                      source: str | None = None) -> None:
+    """Every class `classes:` names is one of SOURCE's."""
+    unknown = [name for name in classes if name not in class_names]
+    if unknown:
+        hints = "".join(close_matches(u, class_names) for u in unknown[:3])
+        raise ConfigError("classes", f"unknown class name(s) {', '.join(map(repr, unknown))}; accepted (the "
+                          f"source's classes): {', '.join(class_names)}{hints}", source=source)
 
 
 def copies_per_image(override: ClassOverride | None, default: int, n_images: int, include_original: bool) -> list[int]:

@@ -178,7 +178,7 @@ def main() -> None:
 @click.option("--split", help="Output split name (default train); for tfds: sources a TFDS split expression.")
 @_keras_options
 def export(source: str, out: str, **kw: Any) -> None:
-    """Augment SOURCE (class folders, flat folder + --labels, or tfds:NAME) and write shards into OUT."""
+    """Augment SOURCE (class folders, flat folder + --labels, tfds:NAME, npz:FILE or npy:X.npy,Y.npy) and write shards into OUT."""
     from . import api
 
     progress = _Progress(kw.pop("quiet"))
@@ -295,6 +295,8 @@ def inspect(out: str, verify: bool, as_json: bool) -> None:
     except AugexportError as exc:
         _fail(exc)
     click.echo(json.dumps(report, indent=2) if as_json else api.format_inspect(report))
+    if report["problems"]:  # what --verify would raise for: a damaged OUT is a failure, listed above
+        sys.exit(1)
     if verify:
         images = any("images" in s for s in report["splits"].values())
         click.echo("verify: every shard matches the manifest" + (", every image file its sha256 in labels.csv"

@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import UsageError, VerifyFailed
 from .manifest import read_manifest
-from .naming import MANIFEST
+from .naming import MANIFEST, is_journal
 from .objstore import open_outdir
 from .outdir import OutDir
 from .reader import shard_records
@@ -99,6 +99,9 @@ def inspect(out: str | os.PathLike[str], verify: bool = False) -> dict[str, Any]
     outdir.prepare()
     manifest = read_manifest(outdir)
     if manifest is None:
+        if any(is_journal(name) for name in outdir.entries()):
+            raise UsageError(f"{out} has no {MANIFEST} yet: it holds an interrupted run; complete it by running the "
+                             "same `augexport export` command again with --resume")
         raise UsageError(f"{out} has no {MANIFEST}: not an augexport output folder")
     problems: list[str] = []
     report: dict[str, Any] = {"out": str(out), "name": manifest["name"], "class_names": manifest["class_names"], "splits": {}}

@@ -20,6 +20,11 @@ FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 256 << 20
 
 
+class UnreadableManifest(UsageError):
+    """The manifest is not JSON at all (a torn or damaged file): `--overwrite` may replace it. A
+    manifest that parses but is not valid (e.g. names files outside OUT) is refused even then."""
+
+
 def read_manifest(outdir: OutDir | str | os.PathLike[str]) -> dict[str, Any] | None:
     """The manifest in OUT, validated; None when there is none."""
     outdir = outdir if isinstance(outdir, OutDir) else open_outdir(outdir)
@@ -29,7 +34,7 @@ def read_manifest(outdir: OutDir | str | os.PathLike[str]) -> dict[str, Any] | N
     try:
         data = json.loads(outdir.read_bytes(MANIFEST, MAX_MANIFEST_BYTES).decode("utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
-        raise UsageError(f"{where} is not a readable augexport manifest: {exc}") from None
+        raise UnreadableManifest(f"{where} is not a readable augexport manifest: {exc}") from None
     problem = _problem(data)
     if problem:
         raise UsageError(f"{where} is not a valid augexport manifest: {problem}")

@@ -20,6 +20,7 @@ MANIFEST = "augexport.json"
 TFDS_METADATA = ("dataset_info.json", "features.json", "label.labels.txt")
 LOCK = ".augexport.lock"
 TEMP_PREFIX = ".tmp-"
+JOURNAL_PREFIX = ".augexport-progress-"
 SPOOL_PREFIX = ".tmp-tfds-spool-"
 ARRAY_SPOOL_PREFIX = ".tmp-arrays-spool-"  # an array source's C-ordered copy (compressed npz, in-memory arrays)
 IMAGES = "images"
@@ -39,6 +40,11 @@ def temp_name(name: str) -> str:
 
 def is_temporary(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
+
+
+def is_journal(name: str) -> bool:
+    """A split's resume journal: OUT holds an interrupted run."""
+    return name.startswith(JOURNAL_PREFIX)
 
 
 def is_spool(name: str) -> bool:
@@ -97,7 +103,7 @@ class SplitNames:
 
     @property
     def journal(self) -> str:
-        return f".augexport-progress-{self.split}.json"
+        return f"{JOURNAL_PREFIX}{self.split}.json"
 
     @property
     def errors_file(self) -> str:

@@ -134,9 +134,23 @@ class ExportOptions:
         self.split = self.split or "train"
         if not valid_split(self.base_split(source)):
             raise UsageError(f"--split {self.split!r} is not a valid split name; accepted: letters, digits and _")
+        self._check_exclusive(source)
         if self.runner == "beam" and self.device == "gpu":
             raise UsageError("--device gpu is not available with --runner beam in this version (Beam workers mix in "
                              "numpy); use --device cpu or auto")
+
+    def _check_exclusive(self, source: str) -> None:
+        """Flags that contradict each other, or that would be ignored for this source or runner."""
+        if self.resume and self.overwrite:
+            raise UsageError("--resume and --overwrite are exclusive: --resume completes the run in OUT, "
+                             "--overwrite starts it over; pass one of them")
+        if self.beam_options and self.runner != "beam":
+            raise UsageError(f"--beam-option {self.beam_options[0]} applies with --runner beam only")
+        if self.data_dir is not None and not str(source).startswith("tfds:"):
+            raise UsageError(f"--data-dir {self.data_dir} applies to tfds: sources only (SOURCE is {source})")
+        if self.name is not None and (not self.name.strip() or any(c in self.name for c in "/\\")):
+            raise UsageError(f"--name {self.name!r} is not accepted; accepted: a dataset name (letters, digits, _), "
+                             "not a path")
 
     def _check_counts(self) -> None:
         if self.num_shards is not None and self.num_shards < 1:

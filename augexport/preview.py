@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import codec
+from .classes import check_class_names
 from .engine import plan_export
 from .errors import UsageError
 from .outdir import write_file_atomic
@@ -27,7 +28,7 @@ from .pipeline import Pipeline, resolve_with_flags
 from .plan import CopyPlan
 from .records import decode_example, read_tfrecords
 from .sources.open import open_source
-from .targets import check_output_file
+from .targets import check_output_file, check_outside_source
 from .worker import Job, Renderer, Unit
 
 CELL = 160  # default thumbnail box (pixels)
@@ -142,6 +143,7 @@ def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int
     listing = open_source(source, labels=labels, split=split, data_dir=data_dir)
     if not listing.items:
         raise UsageError(f"{source} has no readable images to preview")
+    check_class_names(pipeline.classes, listing.class_names, pipeline.source)  # as export checks them
     renderer = Renderer(Job(pipeline.to_spec(), len(listing.class_names), encoding="png",
                             class_names=tuple(listing.class_names)))
     rows = []
@@ -162,6 +164,7 @@ def make_preview(source: str, out_png: str | os.PathLike[str], config: str | Non
     if out_png.suffix.lower() != ".png":
         raise UsageError(f"-o {out_png}: the preview is a PNG; use a .png file name")
     check_output_file(out_png, "-o")
+    check_outside_source(out_png, source, "-o")
     class_names, rows = preview_rows(source, config, n, copies, **options)
     width, height = grid_size(len(rows), copies, cell)
     sheet = Image.new("RGB", (width, height), BACKGROUND)

@@ -8,7 +8,7 @@ oneDNN notice) are printed through absl before `TF_CPP_MIN_LOG_LEVEL` is read, a
 Beam's worker processes log WARNING/INFO lines from their own interpreters. So `quiet_stderr()`
 points file descriptor 2 at a pipe while TF is imported or a Beam pipeline runs (child processes
 inherit it), keeps the last 64 KiB in memory (nothing is written to disk), and writes them back
-when the block raises, so a real failure still shows what the library said.
+when the block raises (not for a usage error), so a real failure still shows what the library said.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+
+from .errors import UsageError
 
 VERBOSE_ENV = "AUGEXPORT_VERBOSE"
 KEEP_BYTES = 64 << 10
@@ -49,10 +51,14 @@ def quiet_stderr() -> Iterator[None]:
     reader.start()
     os.dup2(write_end, 2)
     os.close(write_end)
-    failed = True
+    failed = False
     try:
         yield
-        failed = False
+    except UsageError:  # a user mistake: augexport's own message says all there is to say
+        raise
+    except BaseException:
+        failed = True
+        raise
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)  # the pipe's last writer in this process is gone: the reader sees EOF

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError
-from .manifest import read_manifest, split_files
+from .manifest import UnreadableManifest, read_manifest, split_files
 from .naming import (
     IMAGES,
     LOCK,
@@ -202,7 +202,12 @@ def plan_out(outdir: OutDir, names: SplitNames, class_names: list[str], channels
              overwrite: bool, resume: bool, ignore: tuple[str, ...] = ()) -> OutPlan:
     """Decide what to do with OUT (when no usable journal says it already); raise UsageError for
     anything that would lose or mix data."""
-    manifest = read_manifest(outdir)
+    try:
+        manifest = read_manifest(outdir)
+    except UnreadableManifest as exc:  # not JSON: --overwrite replaces it (as an OUT without a manifest)
+        if not overwrite:
+            raise UsageError(f"{exc}; pass --overwrite to replace it") from None
+        manifest = None
     found = leftovers(outdir, names)
     if found and not (resume or overwrite):
         raise UsageError(f"OUT {outdir} holds an interrupted run of split {names.split!r}; rerun the same "
@@ -223,11 +228,15 @@ def plan_out(outdir: OutDir, names: SplitNames, class_names: list[str], channels
     if not overwrite:
         raise UsageError(
             f"OUT {outdir} holds dataset {manifest.get('name')!r} with classes {manifest.get('class_names')}, "
-            f"{manifest.get('channels')} channels, {manifest.get('encoding')}; this export has {names.dataset!r} "
-            f"with {class_names}, {channels} channels, {encoding}. Another split can be added only when these "
+            f"{_channels(manifest.get('channels'))}, {manifest.get('encoding')}; this export has {names.dataset!r} "
+            f"with {class_names}, {_channels(channels)}, {encoding}. Another split can be added only when these "
             "match; pass --overwrite to replace the whole output")
     everything = [f for s in manifest["splits"] for f in split_files(manifest, s)]
     return OutPlan(None, everything + [m for m in TFDS_METADATA if outdir.exists(m)])
+
+
+def _channels(n: object) -> str:
+    return f"{n} channel{'' if n == 1 else 's'}"
 
 
 def adopt_images(outdir: OutDir, names: SplitNames, key: str, resuming: bool, replaces: list[str]) -> list[str]:

@@ -82,7 +82,13 @@ class ExportResult:
         return (f"augexport: {self.sources} images in, {self.written} records out, {self.skipped} skipped{ignored}, "
                 f"{self.seconds:.1f} s, {self.images_per_s:.1f} images/s -> {self.out} "
                 f"({self.split}: {len(self.shards)} shard{'s' if len(self.shards) != 1 else ''})"
-                + (f"; path: {self.path}" if self.path else ""))
+                + (f"; path: {self.path}" if self.path else "") + self._warning())
+
+    def _warning(self) -> str:
+        if self.written or not self.skipped:
+            return ""
+        errors = SplitNames("x", self.split).errors_file
+        return f"\nwarning: no records written: every input was skipped; the reasons are in {errors}"
 
 
 @dataclass

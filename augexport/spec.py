@@ -39,6 +39,17 @@ def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) 
     return f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
 
 
+def _text_number_hint(value: Any) -> str:
+    """YAML 1.1 (PyYAML) reads `1e3` (no dot) as a string: say how to write it."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return " (text: YAML reads exponents without a dot, like 1e3, as text; write 1.0e3 or 1000)"
+
+
 def number(lo: float | None = None, hi: float | None = None, *, integer: bool = False,
            lo_open: bool = False, hi_open: bool = False, allow_none: bool = False) -> Check:
     """A scalar in [lo, hi] (open ends on request); ints accepted for floats."""
@@ -51,9 +62,9 @@ def number(lo: float | None = None, hi: float | None = None, *, integer: bool = 
             raise ConfigError(path, f"expected a finite number, got {value!r}")
         is_int = isinstance(value, int) and not isinstance(value, bool)
         if integer and not is_int:
-            raise ConfigError(path, f"expected {kind}, got {value!r}")
+            raise ConfigError(path, f"expected {kind}, got {value!r}{_text_number_hint(value)}")
         if not is_int and not is_number(value):
-            raise ConfigError(path, f"expected {kind}, got {value!r}")
+            raise ConfigError(path, f"expected {kind}, got {value!r}{_text_number_hint(value)}")
         if is_int and not integer and not is_number(value):  # an int too large for a float
             raise ConfigError(path, f"{value!r} is out of range; accepted: {_interval(lo, hi, lo_open, hi_open)}")
         bad_lo = lo is not None and (value <= lo if lo_open else value < lo)

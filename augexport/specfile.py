@@ -52,6 +52,7 @@ def _yaml_size(root: Any) -> None:
         key = id(node)
         if done:
             active.discard(key)
+            _no_duplicate_keys(node, yaml)
             children = _children(node, yaml)
             size[key] = 1 + sum(size[id(c)] for c in children)
             if size[key] > MAX_NODES:
@@ -64,6 +65,28 @@ def _yaml_size(root: Any) -> None:
         active.add(key)
         stack.append((node, depth, True))
         stack.extend((c, depth + 1, False) for c in _children(node, yaml) if id(c) not in size)
+
+
+def _no_duplicate_keys(node: Any, yaml: Any) -> None:
+    """YAML takes the last of two equal keys silently (`copies: 2` ... `copies: 3`): refuse it."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: set[str] = set()
+    for k, _ in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+            if k.value in seen:
+                raise ValueError(f"key {k.value!r} appears twice in one mapping (line {k.start_mark.line + 1})")
+            seen.add(k.value)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads hook: two equal keys in one object are an error, not 'the last wins'."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"key {k!r} appears twice in one object")
+        out[k] = v
+    return out
 
 
 def _children(node: Any, yaml: Any) -> list[Any]:
@@ -94,7 +117,7 @@ def _check_plain(data: Any) -> None:
 def parse_config(text: str, json_file: bool) -> Any:
     """Parse YAML or JSON text within the bounds; parser errors propagate as they are."""
     if json_file:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_pairs)
         _check_plain(data)
         return data
     import yaml

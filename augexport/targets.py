@@ -84,3 +84,13 @@ def check_output_file(path: Path, flag: str) -> None:
     if len(os.fsencode(temp_name(path.name))) > 255:
         raise UsageError(f"{flag} {path}: the name is too long for the file system (at most 250 bytes)")
     probe_writable(parent, f"{flag} {path}")
+
+
+def check_outside_source(path: Path, source: str, flag: str) -> None:
+    """A file the user names is not inside a local SOURCE folder (SOURCE is read-only)."""
+    if not os.path.isdir(source):  # tfds:, npz:, npy:, URLs: nothing local to protect
+        return
+    src, dst = Path(source).resolve(), path.resolve()
+    if src in dst.parents:
+        raise UsageError(f"{flag} {path} is inside SOURCE {source}; SOURCE is read-only: choose another file")
+

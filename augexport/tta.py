@@ -151,9 +151,10 @@ def parse_variants(spec: str | Iterable[str], config: str | None = None) -> list
     if not out:
         raise UsageError(f"--variants: no variants given; accepted: {', '.join(VOCABULARY)}")
     seen: set[str] = set()
+    gave_d4 = any(item.partition(":")[0].strip().lower() == "d4" for item in split_spec(spec))
     for e in out:
         if e["name"] in seen:
-            hint = (" (d4 already holds identity and every flip and rotation)" if e["kind"] == "dihedral"
+            hint = (" (d4 already holds identity and every flip and rotation)" if e["kind"] == "dihedral" and gave_d4
                     else " (give one crop size)" if e["kind"] == "crop" else "")
             raise UsageError(f"--variants: variant {e['name']!r} is given twice{hint}; each variant may appear "
                              "once, or merging would weigh it twice")
@@ -162,10 +163,16 @@ def parse_variants(spec: str | Iterable[str], config: str | None = None) -> list
 
 
 def check_size(variants: list[dict[str, Any]], size: tuple[int, int] | None) -> None:
-    """With a fixed --image-size, a crop that cannot fit is a usage error before any work."""
+    """With a fixed --image-size, a crop that cannot fit, or a pixel shift that moves all the content
+    out of the frame, is a usage error before any work."""
     if size is None:
         return
     for v in variants:
+        offset = v["params"].get("offset") if v["kind"] == "shift" else None
+        if offset and offset[0] == "px" and (abs(offset[1]) >= size[0] or abs(offset[2]) >= size[1]):
+            raise UsageError(f"--variants {v['name']}: a shift of {offset[1]},{offset[2]} pixels moves the whole "
+                             f"{size[0]}x{size[1]} image out of the frame (--image-size); accepted: |DY| < "
+                             f"{size[0]}, |DX| < {size[1]}")
         if v["kind"] == "crop":
             try:
                 crop_box(size[0], size[1], v["params"]["size"], "c")

@@ -131,6 +131,10 @@ def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str
     names = [v["name"] for v in entry["tta"]["variants"]]
     if isinstance(predictions, (str, os.PathLike)):
         try:
+            with open(predictions, "rb") as f:
+                if f.read(6) != b"\x93NUMPY":
+                    raise UsageError(f"--predictions {predictions} is not a .npy file; accepted: an array saved "
+                                     "with np.save, one row per record")
             predictions = np.load(predictions, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             raise UsageError(f"--predictions {predictions}: cannot read a .npy array: {exc}") from None

@@ -109,8 +109,9 @@ def resolve_variants(variants: list[Variant], seed: int, copies: int | None, ima
 
 
 def check_settings(epochs: int, repeats: int, val_fraction: float, train_per_class: int | None, batch_size: int,
-                   filters: int, learning_rate: float, copies: int | None) -> None:
+                   filters: int, learning_rate: float, copies: int | None, workers: int | None = None) -> None:
     for flag, value, ok, accepted in (
+            ("--workers", workers, workers is None or workers >= 1, "an integer >= 1"),
             ("--epochs", epochs, epochs >= 1, "an integer >= 1"),
             ("--repeats", repeats, repeats >= 1, "an integer >= 1"),
             ("--val-fraction", val_fraction, 0 < val_fraction < 1, "a number in (0, 1)"),
@@ -185,7 +186,7 @@ def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str]
     source = source or DIGITS
     if source == DIGITS and train_per_class is None:
         train_per_class = DIGITS_TRAIN_PER_CLASS
-    check_settings(epochs, repeats, val_fraction, train_per_class, batch_size, filters, learning_rate, copies)
+    check_settings(epochs, repeats, val_fraction, train_per_class, batch_size, filters, learning_rate, copies, workers)
     parse_image_size(image_size, "--image-size")
     variants = parse_variants(pipelines)
     resolved = resolve_variants(variants, seed, copies, image_size)

@@ -35,9 +35,12 @@ class TrainRun:
 
 def quiet_tensorflow() -> None:
     """TensorFlow's start-up chatter off (as for tfds sources), before TensorFlow is first imported."""
+    from ..quiet import quiet_stderr
     from ..sources.tfds import _quiet_tensorflow
 
     _quiet_tensorflow()
+    with quiet_stderr():  # TF's C++ start-up lines are printed at import, before any log level applies
+        import tensorflow  # noqa: F401
 
 
 def _dataset(files: list[Path], settings: TrainSettings, records: int, shuffle_seed: int | None) -> Any:

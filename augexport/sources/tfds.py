@@ -194,7 +194,7 @@ def _spill(builder: Any, split: str, image_key: str, label_key: str, name: str,
                                 read_config=tfds.ReadConfig(add_tfds_id=True))
     except (ValueError, AssertionError, KeyError, TypeError) as exc:
         splits = ", ".join(sorted(builder.info.splits.keys())) if builder.info.splits else "unknown"
-        raise UsageError(f"--split {split!r} is not a split of {name}: {_first_line(exc)}; splits: {splits} "
+        raise UsageError(f"--split {split!r} is not a split of {name}: {_first_line(exc).rstrip('.')}; splits: {splits} "
                          "(TFDS syntax: train, train[:10%], train[10:20], train+test)") from None
     path = join(directory, "images.bin") if is_url(directory) else os.path.join(directory, "images.bin")
     items: list[SourceItem] = []
