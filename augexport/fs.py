@@ -22,6 +22,17 @@ _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "abfs":
 REMOTE_EXTRA = "pip install 'augexport[remote]'"
 
 
+READ_ONLY_SCHEMES = ("http", "https")  # fsspec's HTTP file system reads only
+
+
+def require_location(url: str, what: str) -> None:
+    """`s3://` alone (or `gs:///`) names no bucket: refuse it before a trailing-slash strip turns
+    it into the local path `s3:`."""
+    m = _URL_RE.match(url)
+    if m and not url[m.end():].strip("/"):
+        raise UsageError(f"{what}: the URL names no bucket or host; accepted: {m.group(1)}://BUCKET[/PREFIX]")
+
+
 def scheme(location: object) -> str | None:
     """`s3` for `s3://b/k`; None for a local path."""
     m = _URL_RE.match(str(location))

@@ -34,7 +34,17 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
 
 from .errors import UsageError
-from .fs import cat_range, explain, is_url, join, local_path, open_fs
+from .fs import (
+    READ_ONLY_SCHEMES,
+    cat_range,
+    explain,
+    is_url,
+    join,
+    local_path,
+    open_fs,
+    require_location,
+    scheme,
+)
 from .naming import IMAGES_MARKER, LOCK
 from .outdir import OutDir, UnsafePath, _parts
 
@@ -63,6 +73,7 @@ class RemoteOutDir(OutDir):
     remote = True
 
     def __init__(self, url: str) -> None:
+        require_location(url, f"OUT {url}")
         self.url = url.rstrip("/")
         self.fs, self.base = open_fs(self.url, f"OUT {self.url}")
         self.root = self.url  # type: ignore[assignment]  # a URL, never a local Path
@@ -97,7 +108,9 @@ class RemoteOutDir(OutDir):
             raise UsageError(f"OUT {self.url}: bucket {self.base.split('/')[0]!r} does not exist (augexport never "
                              "creates buckets: create it, or check the name and AWS_ENDPOINT_URL)") from None
         except Exception as exc:  # every storage failure here is the user's URL or environment
-            raise UsageError(f"OUT {self.url}: {explain(exc)}") from None
+            reason = exc.strerror if isinstance(exc, OSError) and exc.errno == errno.EIO and exc.strerror \
+                else explain(exc)  # _io has explained it already
+            raise UsageError(f"OUT {self.url}: {reason}") from None
         if kind == "file":
             raise UsageError(f"OUT {self.url} exists and is an object, not a folder (prefix)")
 
@@ -227,6 +240,11 @@ class RemoteOutDir(OutDir):
     def lock(self) -> Iterator[None]:
         """The lock object, created only if absent (see the module docstring); removed on release
         if it is still ours."""
+        proto = scheme(self.url)
+        if proto in READ_ONLY_SCHEMES:  # the lock is the first write: nothing has been written yet
+            raise UsageError(f"OUT {self.url}: {proto}:// is read-only (it can be read by inspect, or be a SOURCE, "
+                             "--config or --labels); accepted for writing: a local path, s3://, gs:// or another "
+                             "writable fsspec URL")
         path = self._full(LOCK)
         me = _holder_record()
         self._acquire(path, json.dumps(me).encode())

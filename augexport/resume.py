@@ -199,7 +199,7 @@ def _foreign_entries(outdir: OutDir, ignore: tuple[str, ...]) -> list[str]:
 
 
 def plan_out(outdir: OutDir, names: SplitNames, class_names: list[str], channels: int, encoding: str,
-             overwrite: bool, resume: bool, ignore: tuple[str, ...] = ()) -> OutPlan:
+             overwrite: bool, resume: bool, ignore: tuple[str, ...] = (), resumable: bool = True) -> OutPlan:
     """Decide what to do with OUT (when no usable journal says it already); raise UsageError for
     anything that would lose or mix data."""
     try:
@@ -210,6 +210,9 @@ def plan_out(outdir: OutDir, names: SplitNames, class_names: list[str], channels
         manifest = None
     found = leftovers(outdir, names)
     if found and not (resume or overwrite):
+        if not resumable:  # --runner beam: a failed Beam run leaves nothing to resume
+            raise UsageError(f"OUT {outdir} holds an interrupted run of split {names.split!r}; pass --overwrite "
+                             "to start over")
         raise UsageError(f"OUT {outdir} holds an interrupted run of split {names.split!r}; rerun the same "
                          "command with --resume to complete it, or pass --overwrite to start over")
     for name in found:  # --overwrite, or --resume without a usable journal: nothing to keep

@@ -196,7 +196,8 @@ class ExportRun:
                 return done
             state, plan = ResumeState(), plan_out(
                 self.outdir, self.names, self.listing.class_names, opts.channels, opts.encoding, opts.overwrite,
-                opts.resume, ignore=(self.listing.spool_name,) if self.listing.spool_name else ())
+                opts.resume, ignore=(self.listing.spool_name,) if self.listing.spool_name else (),
+                resumable=opts.runner != "beam")
         else:
             state = load_for_resume(self.outdir, self.names, self.identity, journal)
             plan = resumed_plan(self.outdir, journal)
@@ -456,22 +457,23 @@ class ExportRun:
         return base
 
     def _unfinalize(self, closed: list[ShardInfo], images: ImageFolderWriter | None) -> None:
-        """Best effort after a failed finalize: final names back to temporary ones, no manifest."""
+        """Best effort after a failed finalize: no manifest, final names back to temporary ones. The
+        journal stays, so --resume completes the run from whatever state this leaves. It stops at the
+        first failure other than a missing file: the store itself is failing (unreachable, full), and
+        every further call would only wait out its retries (seconds each, per shard)."""
         total = len(closed)
-        for i, info in enumerate(closed):
-            final = self.names.shard(i, total)
-            try:
+        try:
+            if self.out_plan.manifest is None and self.outdir.exists(MANIFEST):
+                self.outdir.unlink(MANIFEST)
+            for i, info in enumerate(closed):
+                final = self.names.shard(i, total)
                 if self.outdir.exists(final) and not self.outdir.exists(info.file):
                     self.outdir.rename(final, info.file)
-            except OSError:
-                pass
-        try:
             if images is not None and self.outdir.is_dir(self.names.images_dir) \
                     and not self.outdir.exists(self.names.temp_images_dir):
                 self.outdir.rename(self.names.images_dir, self.names.temp_images_dir)
-            self.outdir.unlink(MANIFEST) if self.out_plan.manifest is None else None
         except OSError:
-            pass
+            return
 
     def _abort(self, writer: ShardWriter | None, images: ImageFolderWriter | None) -> None:
         """A failed run removes its temporaries and journal; errors here (a full disk) are not the user's."""

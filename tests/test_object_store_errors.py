@@ -54,6 +54,7 @@ def test_unreachable_endpoint_exits_2_naming_the_path(s3_src: str, tmp_path: Pat
     assert "AWS_ENDPOINT_URL" in res.output and not (tmp_path / "out").exists()
     res = _export(str(tmp_path / "src"), "s3://bucket/out")
     assert res.exit_code == 2 and "OUT s3://bucket/out" in res.output and "cannot reach" in res.output
+    assert "Errno" not in res.output and "OSError" not in res.output, res.output
 
 
 def test_missing_bucket_exits_2_and_writes_nothing(s3: tuple[Any, str], s3_src: str, tmp_path: Path) -> None:
@@ -196,3 +197,48 @@ def test_s3_lock_refuses_a_live_holder_and_takes_over_a_dead_one(s3: tuple[Any, 
         with out.lock():
             pass
     assert json.loads(fs.cat_file(lock))["host"] == "another-machine"  # left alone
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:///"])
+def test_a_url_without_a_bucket_is_refused_not_taken_as_a_local_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 2})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / url.split("/")[0]).mkdir()  # a local folder `s3:` must not receive the export
+    res = _export(str(src), url)
+    assert res.exit_code == 2 and "names no bucket or host" in res.output, res.output
+    res = _export(url, str(tmp_path / "out"))
+    assert res.exit_code == 2 and "names no bucket or host" in res.output, res.output
+    assert not list((tmp_path / url.split("/")[0]).iterdir()) and not (tmp_path / "out").exists()
+
+
+def test_an_http_out_is_refused_before_anything_is_written(s3: tuple[Any, str], s3_server: str,
+                                                           tmp_path: Path) -> None:
+    fs, bucket = s3
+    src = make_class_folder(tmp_path / "src", {"a": 2})
+    res = _export(str(src), f"{s3_server}/{bucket}/out")
+    assert res.exit_code == 2 and "http:// is read-only" in res.output, res.output
+    assert fs.ls(bucket) == []
+
+
+def test_unfinalize_gives_up_at_the_first_failure_of_the_store() -> None:
+    """A store that died mid-finalize answers every call only after its retries (seconds each):
+    putting N shards back must not cost N of them."""
+    from types import SimpleNamespace
+
+    from augexport.naming import SplitNames
+    from augexport.run import ExportRun
+
+    calls: list[str] = []
+
+    class DeadStore:
+        def __getattr__(self, name: str) -> Any:
+            def call(*args: Any) -> Any:
+                calls.append(name)
+                raise OSError(5, "cannot reach the storage endpoint")
+            return call
+
+    closed = [SimpleNamespace(file=f".tmp-shard-{i}") for i in range(500)]
+    fake = SimpleNamespace(names=SplitNames("ds", "train"), outdir=DeadStore(), out_plan=SimpleNamespace(manifest=None))
+    ExportRun._unfinalize(fake, closed, None)  # type: ignore[arg-type]
+    assert len(calls) == 1

@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..errors import UsageError
-from ..fs import explain, join, open_fs
+from ..fs import explain, join, open_fs, require_location
 from . import SourceItem, SourceListing
 from .folder import IMAGE_EXTENSIONS, label_index, read_labels
 
@@ -98,6 +98,7 @@ def _labelled(url: str, objects: dict[str, dict[str, Any]], labels_csv: str, nam
 
 def list_remote_folder(url: str, labels: str | None = None, name: str | None = None) -> SourceListing:
     """List a folder source at a URL; UsageError for a missing, empty or unreachable SOURCE."""
+    require_location(url, f"SOURCE {url}")
     url = url.rstrip("/")
     objects = _objects(url)
     name = name or url.rsplit("/", 1)[-1]
