@@ -498,8 +498,8 @@ def report_rates(rate: dict[tuple[str, int], float], workers: list[int], stages:
 
 
 #: (numerator, denominator, target, "%" or "x"): the ratios the project is judged by.
-RATIOS = [("c", "a", 0.85, "%"), ("d", "a", 0.55, "%"), ("d", "b", 8.0, "x"), ("d", "g", 1.2, "x"),
-          ("d", "h", None, "x"), ("e", "a", 0.40, "%"), ("s", "t", 0.40, "%"), ("f", "d", None, "%"),
+RATIOS = [("c", "a", 0.90, "%"), ("d", "a", 0.55, "%"), ("d", "b", 8.0, "x"), ("d", "g", 1.2, "x"),
+          ("d", "h", None, "x"), ("e", "a", 0.40, "%"), ("s", "t", 0.40, "%"), ("f", "d", 0.85, "%"),
           ("g", "a", None, "%")]
 
 

@@ -1,8 +1,9 @@
 """The device kernels (keras.ops) against the CPU kernels they replace, per keras fill mode and
 interpolation order, per tf_image op and per mix method: within the stated tolerance. In this
 process under the active Keras backend (TensorFlow by default: eager ops, so the CPU kernels'
-arithmetic and the same bytes), and in a subprocess under KERAS_BACKEND=jax (read when Keras is
-first imported; its kernels are XLA-compiled, which may fuse a multiply-add into one rounding)."""
+arithmetic and the same bytes), and in subprocesses under KERAS_BACKEND=jax (read when Keras is
+first imported; its kernels are XLA-compiled, which may fuse a multiply-add into one rounding) and,
+where torch is installed, KERAS_BACKEND=torch (eager: the same bytes)."""
 
 from __future__ import annotations
 
@@ -49,17 +50,30 @@ def test_hsv_kernels_on_a_large_batch() -> None:
         _check(measure_kernel(name, n=8, h=160, w=200))
 
 
-def test_device_kernels_under_jax() -> None:
-    pytest.importorskip("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+def _cases_under(backend: str) -> dict[str, Any]:
+    """tests.device_cases in a subprocess under KERAS_BACKEND=backend (read once, at Keras' import)."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]), "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run([sys.executable, "-m", "tests.device_cases"], capture_output=True, text=True, env=env,
                           timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == "jax"
+    assert result["backend"] == backend
     assert set(result["cases"]) == {*KERNEL_CASES, "mix cutmix", "mix mixup"}
-    for stats in result["cases"].values():
+    return result["cases"]  # type: ignore[no-any-return]
+
+
+def test_device_kernels_under_jax() -> None:
+    pytest.importorskip("jax")
+    for stats in _cases_under("jax").values():
         _check(stats, exact=False)  # XLA may fuse a multiply and an add into one rounding
+
+
+def test_device_kernels_under_torch() -> None:
+    """torch is not a test dependency (its wheel is gigabytes): this runs where it is installed."""
+    pytest.importorskip("torch")
+    for stats in _cases_under("torch").values():
+        _check(stats)  # eager, op by op, like TensorFlow: the same bytes
 
 
 def test_device_batches_are_powers_of_two_within_the_pixel_budget() -> None:

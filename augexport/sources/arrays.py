@@ -151,7 +151,7 @@ def _locate_npz(path: str, key: str, spool: Any) -> Stored:
         try:
             with zf.open(info) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst, CHUNK_BYTES)
-        except _ZIP_ERRORS as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a full OUT stays an OSError (exit 1)
             raise UsageError(f"{what}: the compressed member cannot be read (corrupt file?): {exc}") from None
     shape, fortran, dtype, data = _npy_header(target, what)
     if fortran:
