@@ -21,8 +21,12 @@ MMAP_THRESHOLD = 32 << 20  # buffers below this come from the heap and are reuse
 TRIM_THRESHOLD = 128 << 20  # free heap above this is given back to the system
 
 
+_tuned = False
+
+
 def tune() -> bool:
     """Apply the thresholds (glibc only); True when they were set."""
+    global _tuned
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -30,4 +34,11 @@ def tune() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _tuned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _tuned
+
+
+def buffers_reused() -> bool:
+    """Whether this process's image-sized buffers come from the heap (`tune()` ran): kernels that
+    trade an extra temporary for speed only win then."""
+    return _tuned

@@ -301,3 +301,19 @@ def test_featurewise_stats_in_manifest(tmp_path: Path) -> None:
     assert stats["images"] == 4 and "training time" in stats["note"]
     api.export(str(tmp_path / "src"), tmp_path / "out2", workers=1, overrides={"copies": 1, "stages": [{"keras": {}}]})
     assert "featurewise_stats" not in read_manifest(tmp_path / "out2")["splits"]["train"]
+
+
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect"])
+def test_the_rgba_warp_route_gives_the_direct_warps_bytes(monkeypatch: pytest.MonkeyPatch, fill_mode: str) -> None:
+    """Processes whose buffers are reused warp RGB through RGBA (faster there), others directly:
+    which route ran must never show in the pixels."""
+    from augexport import allocator
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    params = {"theta": 17.0, "tx": 3.5, "ty": -2.25, "shear": 6.0, "zx": 1.1, "zy": 0.93, "flip_horizontal": True}
+    outs = []
+    for reused in (False, True):
+        monkeypatch.setattr(allocator, "_tuned", reused)
+        outs.append(apply_keras(image, params, fill_mode=fill_mode, cval=40.0))
+    assert outs[0].dtype == np.uint8 and np.array_equal(outs[0], outs[1])
