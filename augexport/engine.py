@@ -17,7 +17,7 @@ import multiprocessing as mp
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from .options import default_workers
 from .plan import CopyPlan
 from .rng import example_rng, sort_key
 from .sources import SourceItem
+from .sources.array_items import source_order
 from .stages.mix import pick_partner, wants_mix
 from .worker import (
     Finished,
@@ -70,11 +71,15 @@ class Emitted:
     image: bytes | None
 
 
-def order_items(items: list[SourceItem], seed: int, shuffle: bool) -> list[SourceItem]:
-    return sorted(items, key=lambda it: sort_key(seed, it.source_id)) if shuffle else list(items)
+def order_items(items: Sequence[SourceItem], seed: int, shuffle: bool) -> Sequence[SourceItem]:
+    """Sources by the seeded key (an array source's lazy rows sort their indices instead)."""
+    if not shuffle:
+        return items
+    lazy = source_order(items, seed)
+    return lazy if lazy is not None else sorted(items, key=lambda it: sort_key(seed, it.source_id))
 
 
-def plan_blocks(items: list[SourceItem], plan: CopyPlan, mix: Mixing | None, shuffle: bool) -> Iterator[Block]:
+def plan_blocks(items: Sequence[SourceItem], plan: CopyPlan, mix: Mixing | None, shuffle: bool) -> Iterator[Block]:
     """Cut the ordered items into blocks; decide record order and mixing partners per block."""
     seed = plan.seed
     start = 0
@@ -300,6 +305,6 @@ def _stop(pool: cf.ProcessPoolExecutor) -> None:
         proc.join(timeout=5)
 
 
-def plan_export(items: list[SourceItem], plan: CopyPlan, mix: Mixing | None, shuffle: bool) -> Iterator[Block]:
+def plan_export(items: Sequence[SourceItem], plan: CopyPlan, mix: Mixing | None, shuffle: bool) -> Iterator[Block]:
     """The export's blocks: items in the seeded (or source) order, cut and planned."""
     return plan_blocks(order_items(items, plan.seed, shuffle), plan, mix, shuffle)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -127,7 +127,7 @@ class SourceListing:
     location: str
     name: str
     class_names: list[str]
-    items: list[SourceItem]
+    items: Sequence[SourceItem]  # a list, or an array source's lazy rows (sources/array_items.py)
     fingerprint: str
     problems: list[tuple[str, str]]
     spool: str | None = None  # a tfds source's temporary copy of the encoded split (removed by release())

@@ -42,7 +42,8 @@ import numpy as np
 
 from ..errors import UsageError
 from ..naming import ARRAY_SPOOL_PREFIX
-from . import RawPixels, SourceItem, SourceListing
+from . import RawPixels, SourceListing
+from .array_items import ArrayItems
 
 SCHEMES = ("npz:", "npy:")
 MEMORY = "memory:"  # in-memory arrays (augexport.export_arrays); not a CLI source
@@ -402,8 +403,7 @@ def _listing(source: str, opts: ArrayOptions, name: str | None, spool: Any, made
     if labels.size and labels.max() >= len(class_names):
         raise UsageError(f"label {int(labels.max())} has no class name ({len(class_names)} given)")
     row = int(np.prod(layout)) * stored.dtype.itemsize
-    items = [SourceItem(source_id=str(i), label=int(label), path=stored.path, offset=stored.offset + i * row,
-                        length=row, pixels=pixels) for i, label in enumerate(labels.tolist())]
+    items = ArrayItems(labels, stored.path, stored.offset, row, pixels)
     digest = hashlib.sha256(f"{stamp}\x00{pixels}\x00{class_names}\n".encode("utf-8", "surrogateescape"))
     digest.update(labels.tobytes())
     listing = SourceListing("arrays", f"{location} value_scale={pixels.scale:g}", name or default_name, class_names,
