@@ -38,6 +38,11 @@ def temp_name(name: str) -> str:
     return f"{TEMP_PREFIX}{name}"
 
 
+TEMP_LABELS_FILE = temp_name(LABELS_FILE)  # the labels rows while a run streams them
+# kept rows rewritten by --resume; renamed over TEMP_LABELS_FILE once durable
+RESUMED_LABELS_FILE = temp_name(f"resumed-{LABELS_FILE}")
+
+
 def is_temporary(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
 

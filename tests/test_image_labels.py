@@ -122,3 +122,30 @@ def test_a_class_named_like_the_labels_file_gets_its_own_folder(tmp_path: Path) 
     assert (tmp_path / "out" / "images" / "train" / "labels.csv").is_file()
     assert len(list((tmp_path / "out" / "images" / "train" / "labels.csv_").iterdir())) == 2
     api.inspect(tmp_path / "out", verify=True)
+
+
+def test_resumed_labels_rows_survive_a_second_kill_before_the_next_shard(tmp_path: Path) -> None:
+    """--resume rewrites the kept labels rows; a run killed again before its next shard (the rows
+    never flushed) must leave them on disk, or the next --resume finds fewer rows than the journal."""
+    import subprocess
+    import sys
+
+    from augexport.naming import TEMP_LABELS_FILE, SplitNames
+    from tests.conftest import ROOT
+
+    out = tmp_path / "out"
+    temp = out / SplitNames("ds", "train").temp_images_dir
+    temp.mkdir(parents=True)
+    header = images_sink.labels_header(2)
+    rows = [[f"a/img{i:04d}__c1.jpg", "0", "1.0", "0.0", "", "1.0", "[]", f"img{i:04d}", "1", "augmented", "0" * 64]
+            for i in range(600)]  # ~60 KB: more than one write buffer
+    with open(temp / TEMP_LABELS_FILE, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([header, *rows])
+    killed = ("import os, sys\nfrom augexport.outdir import OutDir\nfrom augexport.naming import SplitNames\n"
+              "from augexport.sinks.images import ImageFolderWriter\n"
+              "ImageFolderWriter(OutDir(sys.argv[1]), SplitNames('ds', 'train'), num_classes=2, keep_rows=600)\n"
+              "os._exit(0)  # as a kill: no flush, no close\n")
+    done = subprocess.run([sys.executable, "-c", killed, str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with open(temp / TEMP_LABELS_FILE, newline="") as f:
+        assert list(csv.reader(f)) == [header, *rows]

@@ -33,15 +33,14 @@ from ..naming import (
     IMAGES,
     IMAGES_MARKER,
     LABELS_FILE,
+    RESUMED_LABELS_FILE,
+    TEMP_LABELS_FILE,
     SplitNames,
     is_plain_name,
     is_temporary,
-    temp_name,
 )
 from ..outdir import OutDir
 from ..records import decode_example
-
-_TEMP_LABELS = temp_name(LABELS_FILE)
 
 
 def labels_header(num_classes: int) -> list[str]:
@@ -145,7 +144,7 @@ class ImageFolderWriter:
         temp = self.names.temp_images_dir
         kept: list[list[str]] = []
         if keep:
-            for name in (f"{temp}/{_TEMP_LABELS}", f"{temp}/{LABELS_FILE}"):
+            for name in (f"{temp}/{TEMP_LABELS_FILE}", f"{temp}/{LABELS_FILE}"):
                 if self.outdir.is_file(name):
                     kept = self._first_rows(name, keep)
                     break
@@ -153,13 +152,20 @@ class ImageFolderWriter:
                 raise UsageError(f"--resume: {temp} holds {len(kept)} labels rows of the {keep} records kept; "
                                  "rerun with --overwrite")
         self.outdir.makedirs(temp)
-        f = io.TextIOWrapper(self.outdir.open_new(f"{temp}/{_TEMP_LABELS}"), encoding="utf-8",
-                             errors="surrogateescape", newline="")
+        # The kept rows go to a new file that replaces the old one only once it is durable: a run
+        # killed again before its next shard must still find them (the journal says they exist).
+        rewrite = bool(kept) and not self.outdir.remote  # an object store's upload exists only once closed
+        name = f"{temp}/{RESUMED_LABELS_FILE}" if rewrite else f"{temp}/{TEMP_LABELS_FILE}"
+        f = io.TextIOWrapper(self.outdir.open_new(name), encoding="utf-8", errors="surrogateescape", newline="")
         self._csv = csv.writer(f, lineterminator="\n")
         self._csv.writerow(self.header)
         for row in kept:
             self._csv.writerow(row)
             self.files += 1
+        self._rows = f
+        if rewrite:
+            self.flush()
+            self.outdir.rename(name, f"{temp}/{TEMP_LABELS_FILE}")  # the open file keeps appending under its new name
         return f
 
     def _first_rows(self, name: str, n: int) -> list[list[str]]:
@@ -213,7 +219,7 @@ class ImageFolderWriter:
         self.flush()
         self._rows.close()
         labels = f"{temp}/{LABELS_FILE}"
-        self.outdir.rename(f"{temp}/{_TEMP_LABELS}", labels)
+        self.outdir.rename(f"{temp}/{TEMP_LABELS_FILE}", labels)
         digest, size = self.outdir.sha256(labels), self.outdir.size(labels)
         self.outdir.write_atomic(f"{temp}/{IMAGES_MARKER}", (self.run_key + "\n").encode())
         self.outdir.require_dir_or_absent(final)
