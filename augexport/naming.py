@@ -43,6 +43,17 @@ TEMP_LABELS_FILE = temp_name(LABELS_FILE)  # the labels rows while a run streams
 RESUMED_LABELS_FILE = temp_name(f"resumed-{LABELS_FILE}")
 
 
+_LABELS_PART_PREFIX = temp_name("labels-part-")  # an object store's labels rows, one object per shard
+
+
+def labels_part(index: int) -> str:
+    return f"{_LABELS_PART_PREFIX}{index:06d}.csv"
+
+
+def is_labels_part(name: str) -> bool:
+    return name.startswith(_LABELS_PART_PREFIX) and name.endswith(".csv")
+
+
 def is_temporary(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
 

@@ -10,9 +10,10 @@ the record's label, soft label (one column per class), mixing partner and lambda
 id, copy, variant and the file's sha256 (which `inspect --verify` checks; the manifest pins
 labels.csv itself by its sha256, so it stays small however many files there are). CSV rather than
 JSON lines because it is what `pandas.read_csv`, spreadsheets and the `--labels` input already
-speak, and the soft label lands as numeric columns `soft_label_0..C-1`. The rows are streamed
-into a temporary CSV beside the images; a resumed run keeps exactly the rows of the records its
-kept shards hold (`keep_rows`) and writes the rest again.
+speak, and the soft label lands as numeric columns `soft_label_0..C-1`. The rows are made durable
+with every shard (`label_rows`: a streamed CSV on disk, part objects in an object store); a
+resumed run keeps exactly the rows of the records its kept shards hold (`keep_rows`) and writes
+the rest again.
 """
 
 from __future__ import annotations
@@ -21,26 +22,23 @@ import csv
 import hashlib
 import io
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
 from ..naming import (
     IMAGES,
     IMAGES_MARKER,
     LABELS_FILE,
-    RESUMED_LABELS_FILE,
-    TEMP_LABELS_FILE,
     SplitNames,
     is_plain_name,
     is_temporary,
 )
 from ..outdir import OutDir
 from ..records import decode_example
+from .label_rows import open_rows
 
 
 def labels_header(num_classes: int) -> list[str]:
@@ -126,8 +124,8 @@ class ImageFolderWriter:
         if drop_partial:
             self._drop_partial_files()
         self.header = labels_header(num_classes)
-        self.files = 0
-        self._rows = self._open_rows(keep_rows) if rows else None
+        self._rows = open_rows(outdir, names.temp_images_dir, self.header, keep_rows) if rows else None
+        self.files = self._rows.kept if self._rows is not None else 0
 
     def _drop_partial_files(self) -> None:
         """A file cut short by a kill during an earlier life of this (resumed) run."""
@@ -137,49 +135,6 @@ class ImageFolderWriter:
                 for name in self.outdir.entries(f"{temp}/{cls}"):
                     if is_temporary(name):
                         self.outdir.unlink(f"{temp}/{cls}/{name}")
-
-    def _open_rows(self, keep: int) -> Any:
-        """The streamed labels rows: the first `keep` rows of an earlier life of this run (its
-        temporary CSV, or the finished labels.csv of a run killed while finalizing), then new ones."""
-        temp = self.names.temp_images_dir
-        kept: list[list[str]] = []
-        if keep:
-            for name in (f"{temp}/{TEMP_LABELS_FILE}", f"{temp}/{LABELS_FILE}"):
-                if self.outdir.is_file(name):
-                    kept = self._first_rows(name, keep)
-                    break
-            if len(kept) != keep:
-                raise UsageError(f"--resume: {temp} holds {len(kept)} labels rows of the {keep} records kept; "
-                                 "rerun with --overwrite")
-        self.outdir.makedirs(temp)
-        # The kept rows go to a new file that replaces the old one only once it is durable: a run
-        # killed again before its next shard must still find them (the journal says they exist).
-        rewrite = bool(kept) and not self.outdir.remote  # an object store's upload exists only once closed
-        name = f"{temp}/{RESUMED_LABELS_FILE}" if rewrite else f"{temp}/{TEMP_LABELS_FILE}"
-        f = io.TextIOWrapper(self.outdir.open_new(name), encoding="utf-8", errors="surrogateescape", newline="")
-        self._csv = csv.writer(f, lineterminator="\n")
-        self._csv.writerow(self.header)
-        for row in kept:
-            self._csv.writerow(row)
-            self.files += 1
-        self._rows = f
-        if rewrite:
-            self.flush()
-            self.outdir.rename(name, f"{temp}/{TEMP_LABELS_FILE}")  # the open file keeps appending under its new name
-        return f
-
-    def _first_rows(self, name: str, n: int) -> list[list[str]]:
-        with self.outdir.open_read(name) as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape",
-                                                                  newline="") as f:
-            reader = csv.reader(f)
-            if next(reader, None) != self.header:
-                return []
-            rows = []
-            for row in reader:
-                if len(rows) == n:
-                    break
-                rows.append(row)
-        return rows
 
     def write(self, relpath: str, data: bytes, framed: bytes | None = None) -> None:
         """Write one image; `relpath` is `images/SPLIT/<class>/<file>` (from `naming.image_file`),
@@ -197,29 +152,20 @@ class ImageFolderWriter:
     def add_row(self, relpath: str, example: dict[str, Any]) -> None:
         """The labels row of one image file (`relpath` as for write) from its record's features."""
         assert self._rows is not None and relpath.startswith(self._prefix), relpath
-        self._csv.writerow(label_row(relpath[len(self._prefix):], example["image"][0], example))
+        self._rows.add(label_row(relpath[len(self._prefix):], example["image"][0], example))
         self.files += 1
 
     def flush(self) -> None:
-        """Make the rows so far durable (with the shard the journal just recorded); an object
-        store's upload is durable only once it is closed, at finalize."""
-        if self._rows is None:
-            return
-        self._rows.flush()
-        try:
-            os.fsync(self._rows.buffer.fileno())
-        except (AttributeError, OSError, ValueError):  # not a local file
-            pass
+        """Make the rows so far durable (with the shard the journal just recorded): see label_rows."""
+        if self._rows is not None:
+            self._rows.flush()
 
     def finalize(self) -> dict[str, Any]:
         """Move the finished folder, labels.csv included, to `images/SPLIT` (replacing an older one);
         returns the manifest's `images` entry."""
         temp, final = self.names.temp_images_dir, self.names.images_dir
         assert self._rows is not None, "a worker's writer does not finalize"
-        self.flush()
-        self._rows.close()
-        labels = f"{temp}/{LABELS_FILE}"
-        self.outdir.rename(f"{temp}/{TEMP_LABELS_FILE}", labels)
+        labels = self._rows.finish()
         digest, size = self.outdir.sha256(labels), self.outdir.size(labels)
         self.outdir.write_atomic(f"{temp}/{IMAGES_MARKER}", (self.run_key + "\n").encode())
         self.outdir.require_dir_or_absent(final)
@@ -230,7 +176,7 @@ class ImageFolderWriter:
                 "labels_bytes": size}
 
     def abort(self) -> None:
-        if self._rows is not None and not self._rows.closed:
+        if self._rows is not None:
             self._rows.close()
         self.outdir.remove(self.names.temp_images_dir)
         if self.outdir.is_dir(IMAGES) and not self.outdir.entries(IMAGES):

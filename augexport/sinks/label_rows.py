@@ -1,0 +1,172 @@
+"""The labels rows of an image folder while a run writes them, durable with every shard the
+journal records, so that `--resume` finds exactly the rows of the records it keeps.
+
+- On a local disk (`FileRows`): one streamed CSV, flushed and fsynced after each shard. A resumed
+  run writes its kept rows to a new file and renames it over the old one once durable: killed
+  again before its next shard, it still leaves them.
+- In an object store (`ObjectRows`): an object is only there once its upload is closed, so the
+  rows since the last shard go up as one small part object per shard; a resumed run puts its kept
+  rows as one base object, then deletes the parts; finalize streams base + parts into labels.csv.
+
+Either way the finished file is `naming.LABELS_FILE` inside the folder, byte for byte the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterator
+
+from ..errors import UsageError
+from ..naming import LABELS_FILE, RESUMED_LABELS_FILE, TEMP_LABELS_FILE, is_labels_part, labels_part
+from ..outdir import OutDir
+
+
+def _rows_of(text: str, header: list[str] | None) -> Iterator[list[str]]:
+    """CSV rows of `text`; with `header`, the first row must be it (else nothing)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    if header is not None and next(reader, None) != header:
+        return
+    yield from reader
+
+
+def _row_text(rows: list[list[str]]) -> str:
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def _kept(rows: Iterator[list[str]], keep: int, folder: str) -> list[list[str]]:
+    kept: list[list[str]] = []
+    for row in rows:
+        if len(kept) == keep:
+            break
+        kept.append(row)
+    if len(kept) != keep:
+        raise UsageError(f"--resume: {folder} holds {len(kept)} labels rows of the {keep} records kept; "
+                         "rerun with --overwrite")
+    return kept
+
+
+class FileRows:
+    """The streamed labels CSV of a local image folder."""
+
+    def __init__(self, outdir: OutDir, folder: str, header: list[str], keep: int) -> None:
+        self.outdir, self.folder = outdir, folder
+        kept = self._read(header, keep) if keep else []
+        outdir.makedirs(folder)
+        name = f"{folder}/{RESUMED_LABELS_FILE if kept else TEMP_LABELS_FILE}"
+        self.f = io.TextIOWrapper(outdir.open_new(name), encoding="utf-8", errors="surrogateescape", newline="")
+        self.writer = csv.writer(self.f, lineterminator="\n")
+        self.writer.writerows([header, *kept])
+        self.kept = len(kept)
+        if kept:
+            self.flush()
+            outdir.rename(name, f"{folder}/{TEMP_LABELS_FILE}")  # the open file appends under its new name
+
+    def _read(self, header: list[str], keep: int) -> list[list[str]]:
+        """The first `keep` rows of an earlier life of this run: its streamed CSV, or the finished
+        labels.csv of a run killed while finalizing."""
+        for name in (f"{self.folder}/{TEMP_LABELS_FILE}", f"{self.folder}/{LABELS_FILE}"):
+            if self.outdir.is_file(name):
+                with self.outdir.open_read(name) as raw, io.TextIOWrapper(
+                        raw, encoding="utf-8", errors="surrogateescape", newline="") as f:
+                    reader = csv.reader(f)
+                    return _kept(reader if next(reader, None) == header else iter(()), keep, self.folder)
+        return _kept(iter(()), keep, self.folder)
+
+    def add(self, row: list[str]) -> None:
+        self.writer.writerow(row)
+
+    def flush(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.buffer.fileno())
+
+    def finish(self) -> str:
+        """Close the rows; the name of the finished labels.csv."""
+        self.flush()
+        self.f.close()
+        done = f"{self.folder}/{LABELS_FILE}"
+        self.outdir.rename(f"{self.folder}/{TEMP_LABELS_FILE}", done)
+        return done
+
+    def close(self) -> None:
+        if not self.f.closed:
+            self.f.close()
+
+
+class ObjectRows:
+    """The labels rows of an image folder in an object store: a base object (the rows a resumed run
+    kept, no header) and one part object per shard since."""
+
+    def __init__(self, outdir: OutDir, folder: str, header: list[str], keep: int) -> None:
+        self.outdir, self.folder, self.header = outdir, folder, header
+        self.base = f"{folder}/{TEMP_LABELS_FILE}"
+        kept = _kept(self._stored_rows(), keep, folder) if keep else []
+        if kept:
+            outdir.put(self.base, _row_text(kept).encode("utf-8", "surrogateescape"))
+        elif outdir.exists(self.base):
+            outdir.unlink(self.base)
+        for name in self._parts():  # rows past the kept ones, or already in the base
+            outdir.unlink(f"{folder}/{name}")
+        self.kept, self.next_part = len(kept), 0
+        self.buf = io.StringIO(newline="")
+        self.writer = csv.writer(self.buf, lineterminator="\n")
+
+    def _parts(self) -> list[str]:
+        if not self.outdir.is_dir(self.folder):
+            return []
+        return sorted(name for name in self.outdir.entries(self.folder) if is_labels_part(name))
+
+    def _read(self, name: str) -> str:
+        return self.outdir.read_bytes(f"{self.folder}/{name}", 1 << 40).decode("utf-8", "surrogateescape")
+
+    def _stored(self) -> list[str]:
+        """Base, then parts in order: the names of the rows as the last life left them."""
+        return [*([TEMP_LABELS_FILE] if self.outdir.exists(self.base) else []), *self._parts()]
+
+    def _stored_rows(self) -> Iterator[list[str]]:
+        if not self._stored() and self.outdir.exists(f"{self.folder}/{LABELS_FILE}"):
+            # a run killed while finalizing, after labels.csv was put and the rest deleted
+            yield from _rows_of(self._read(LABELS_FILE), self.header)
+            return
+        for name in self._stored():
+            yield from _rows_of(self._read(name), None)
+
+    def add(self, row: list[str]) -> None:
+        self.writer.writerow(row)
+
+    def flush(self) -> None:
+        """The rows since the last shard, as one part object (a PUT is complete or absent)."""
+        text = self.buf.getvalue()
+        if text:
+            self.outdir.put(f"{self.folder}/{labels_part(self.next_part)}", text.encode("utf-8", "surrogateescape"))
+            self.next_part += 1
+            self.buf = io.StringIO(newline="")
+            self.writer = csv.writer(self.buf, lineterminator="\n")
+
+    def finish(self) -> str:
+        """labels.csv streamed from the header, the base and the parts; then those go."""
+        self.flush()
+        done, stored = f"{self.folder}/{LABELS_FILE}", self._stored()
+        f = self.outdir.open_new(done)
+        try:
+            f.write(_row_text([self.header]).encode("utf-8"))
+            for name in stored:
+                f.write(self._read(name).encode("utf-8", "surrogateescape"))
+        except BaseException:
+            self.outdir.discard_new(f)
+            raise
+        self.outdir.close_new(f)
+        for name in stored:
+            self.outdir.unlink(f"{self.folder}/{name}")
+        return done
+
+    def close(self) -> None:
+        """Nothing is open: every part went up whole."""
+
+
+def open_rows(outdir: OutDir, folder: str, header: list[str], keep: int) -> FileRows | ObjectRows:
+    """The labels rows of `folder`, keeping the first `keep` of an earlier life of this run."""
+    return (ObjectRows if outdir.remote else FileRows)(outdir, folder, header, keep)
