@@ -234,6 +234,8 @@ def resolve_with_flags(config: str | Path | None, overrides: Mapping[str, Any] |
             raise
         flag, rest = found
         message = str(exc).split(f"{exc.path}: ", 1)[-1]
+        if flag == "--mix" and "accepted: " in message:  # the flag also takes `none` (mixing off)
+            message = message.replace("accepted: cutmix, mixup", "accepted: cutmix, mixup, none")
         raise UsageError(f"{flag}{rest}: {message}") from None
 
 

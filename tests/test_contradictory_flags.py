@@ -145,3 +145,9 @@ def test_quiet_stderr_replays_library_lines_for_failures_only(capfd: pytest.Capt
     sys.stderr.flush()
     err = capfd.readouterr().err
     assert "library chatter" not in err and "what the library said" in err
+
+
+def test_the_mix_flag_names_none_among_its_values(tmp_path: Path) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 2})
+    res = _run("export", str(src), str(tmp_path / "out"), "--mix", "cutup")
+    assert res.exit_code == 2 and "accepted: cutmix, mixup, none" in res.output
