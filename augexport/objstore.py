@@ -202,7 +202,9 @@ class RemoteOutDir(OutDir):
         self.put(name, data)
 
     def rename(self, src: str, dst: str) -> None:
-        """Copy then delete. A folder: every object copied (its marker last), then the originals deleted."""
+        """Copy then delete. A folder: every object copied, its marker last; then the originals
+        deleted, the marker first. So a folder holding its marker is complete at every moment, the
+        copy and the original alike: what `resume.adopt_images` relies on after a kill."""
         s, d = self._full(src), self._full(dst)
         if self._kind(src) != "directory":
             _io(lambda: self.fs.copy(s, d))
@@ -212,7 +214,7 @@ class RemoteOutDir(OutDir):
         found.sort(key=lambda p: p.rpartition("/")[2] == IMAGES_MARKER)  # stable: marker last
         for p in found:
             _io(lambda p=p: self.fs.copy(p, d + p[len(s):]))
-        for p in found:
+        for p in [*found[-1:], *found[:-1]] if found and found[-1].endswith(f"/{IMAGES_MARKER}") else found:
             _io(lambda p=p: self.fs.rm_file(p))
 
     def unlink(self, name: str) -> None:

@@ -245,8 +245,9 @@ def _channels(n: object) -> str:
 def adopt_images(outdir: OutDir, names: SplitNames, key: str, resuming: bool, replaces: list[str]) -> list[str]:
     """Image folder on resume: a run killed after renaming its finished folder (and before the
     manifest) takes it back as its temporary folder; anything else left over is not this run's.
-    In an object store a rename is a copy then a delete: a final folder with this run's marker
-    (copied last) is complete, and a temporary folder beside it is what the deletes left."""
+    In an object store a rename is a copy then a delete: a folder with its marker (copied last,
+    deleted first) is complete, so a final folder with this run's marker is taken back even where
+    a temporary folder beside it is what an earlier copy left."""
     final, temp = names.images_dir, names.temp_images_dir
     outdir.require_dir_or_absent(final)
     outdir.require_dir_or_absent(temp)

@@ -64,3 +64,52 @@ def test_object_store_rows_survive_repeated_kills(s3: tuple[Any, str]) -> None:
     out = open_outdir(f"s3://{bucket}/out")
     out.prepare()
     _check_lives(out)
+
+
+def test_object_store_rows_resume_from_a_kill_while_finish_deletes(s3: tuple[Any, str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """finish() puts labels.csv whole, then deletes base and parts one by one: killed in between,
+    the resume reads labels.csv, not the parts that happen to be left."""
+    _, bucket = s3
+    out = open_outdir(f"s3://{bucket}/out")
+    out.prepare()
+    _life(out, 0, range(0, 30), 3)
+    w = _life(out, 30, range(30, 40), 2)
+    real, calls = out.unlink, []
+
+    def killed_after_two(name: str) -> None:
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the kill
+        calls.append(name)
+        real(name)
+
+    monkeypatch.setattr(out, "unlink", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        w.finish()
+    monkeypatch.setattr(out, "unlink", real)
+    assert len(calls) == 2
+    done = open_rows(out, "images/.tmp-train", HEADER, 40).finish()
+    assert out.read_bytes(done) == _expected(40)
+
+
+def test_a_folder_renamed_in_an_object_store_loses_its_marker_first(s3: tuple[Any, str]) -> None:
+    """Copied marker last, deleted marker first: a folder with its marker is complete at every
+    moment, so a resume never takes back a half-deleted folder (and drops the complete copy)."""
+    from augexport.naming import IMAGES_MARKER
+
+    fs, bucket = s3
+    out = open_outdir(f"s3://{bucket}/out")
+    out.prepare()
+    for name in ("a/1.jpg", "a/2.jpg", "b/3.jpg", IMAGES_MARKER):
+        out.put(f"images/.tmp-train/{name}", name.encode())
+    deleted: list[str] = []
+    real = out.fs.rm_file
+    out.fs.rm_file = lambda path, **kw: (deleted.append(path.rpartition("/")[2]), real(path, **kw))[1]
+    try:
+        out.rename("images/.tmp-train", "images/train")
+    finally:
+        out.fs.rm_file = real
+    assert deleted[0] == IMAGES_MARKER and len(deleted) == 4
+    assert sorted(p.rpartition("/")[2] for p in fs.find(f"{bucket}/out/images/train")) == \
+        sorted(["1.jpg", "2.jpg", "3.jpg", IMAGES_MARKER])
+    assert not fs.find(f"{bucket}/out/images/.tmp-train")

@@ -110,6 +110,7 @@ class ObjectRows:
             outdir.unlink(self.base)
         for name in self._parts():  # rows past the kept ones, or already in the base
             outdir.unlink(f"{folder}/{name}")
+        outdir.unlink(f"{folder}/{LABELS_FILE}")  # last: until here it is what a kill leaves to read
         self.kept, self.next_part = len(kept), 0
         self.buf = io.StringIO(newline="")
         self.writer = csv.writer(self.buf, lineterminator="\n")
@@ -127,8 +128,8 @@ class ObjectRows:
         return [*([TEMP_LABELS_FILE] if self.outdir.exists(self.base) else []), *self._parts()]
 
     def _stored_rows(self) -> Iterator[list[str]]:
-        if not self._stored() and self.outdir.exists(f"{self.folder}/{LABELS_FILE}"):
-            # a run killed while finalizing, after labels.csv was put and the rest deleted
+        if self.outdir.exists(f"{self.folder}/{LABELS_FILE}"):
+            # a run killed while finalizing: labels.csv was put whole before base and parts go
             yield from _rows_of(self._read(LABELS_FILE), self.header)
             return
         for name in self._stored():
