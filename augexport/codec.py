@@ -12,9 +12,12 @@ import re
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 from .errors import DecodeError
 from .resize import ResizeMode, keras_resize
@@ -189,12 +192,17 @@ def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
         return image
     if channels == 3:
         return np.repeat(image, 3, axis=2)
+    from PIL import Image
+
     return np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("L"))[:, :, None]
 
 
 def decode_pil(data: bytes, *, channels: int = 3, size: tuple[int, int] | None = None,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The general path: any format, EXIF orientation, every mode; JPEGs DCT-downscaled with `draft`."""
+    """The general path: any format, EXIF orientation, every mode; JPEGs DCT-downscaled with `draft`.
+    (PIL is imported here, not at the top: plain JPEGs never need it, and a worker starts faster.)"""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

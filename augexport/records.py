@@ -100,13 +100,29 @@ def _feature(kind: str, values: Any) -> bytes:
 _KEYS = {key: _ld(1, key.encode()) for key in FEATURES}  # map entry: key = 1
 
 
+def example_parts(features: dict[str, Any]) -> list[bytes]:
+    """tf.train.Example of {key: values} (map entries in sorted key order) as pieces to be joined:
+    bytes values (the encoded image) are pieces of their own, never copied into their wrappers."""
+    parts: list[bytes] = []
+    for key in sorted(features):
+        kind = FEATURES[key]
+        if kind != "bytes":
+            parts.append(_ld(1, _KEYS[key] + _ld(2, _feature(kind, features[key]))))
+            continue
+        values: list[bytes] = []
+        for v in features[key]:
+            values += [_TAGS[1] + _varint(len(v)), v]  # BytesList.value
+        listed = sum(len(v) for v in values)
+        bytes_list = _TAGS[1] + _varint(listed)  # Feature.bytes_list
+        value = _TAGS[2] + _varint(len(bytes_list) + listed)  # map entry: value = 2
+        size = len(_KEYS[key]) + len(value) + len(bytes_list) + listed
+        parts += [_TAGS[1] + _varint(size), _KEYS[key], value, bytes_list, *values]
+    return [_TAGS[1] + _varint(sum(len(p) for p in parts)), *parts]  # Example.features
+
+
 def encode_example(features: dict[str, Any]) -> bytes:
     """Serialize {key: values} as tf.train.Example (map entries in sorted key order)."""
-    entries = b"".join([
-        _ld(1, _KEYS[key] + _ld(2, _feature(FEATURES[key], features[key])))
-        for key in sorted(features)
-    ])
-    return _ld(1, entries)
+    return b"".join(example_parts(features))
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -159,14 +175,25 @@ def decode_example(data: bytes) -> dict[str, Any]:
 
 # -- TFRecord framing ------------------------------------------------------------------------
 def _masked_crc(data: bytes) -> int:
-    crc = google_crc32c.value(data)
+    return _mask(google_crc32c.value(data))
+
+
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def frame(record: bytes) -> bytes:
     """One TFRecord: uint64 length, masked crc32c(length), data, masked crc32c(data)."""
-    header = struct.pack("<Q", len(record))
-    return header + struct.pack("<I", _masked_crc(header)) + record + struct.pack("<I", _masked_crc(record))
+    return frame_parts([record])
+
+
+def frame_parts(parts: list[bytes]) -> bytes:
+    """`frame` of the record the pieces join to, joined once (the image is copied once, not per wrapper)."""
+    header = struct.pack("<Q", sum(len(p) for p in parts))
+    crc = 0
+    for p in parts:
+        crc = google_crc32c.extend(crc, p)
+    return b"".join([header, struct.pack("<I", _masked_crc(header)), *parts, struct.pack("<I", _mask(crc))])
 
 
 def read_tfrecords(f: BinaryIO, verify: bool = True) -> Iterator[bytes]:

@@ -1,10 +1,13 @@
 """The stage contract and registry: pipeline names -> stage classes. Feeds the spec loader,
-`augexport ops` and the registry-wide contract tests. The built-in stages register themselves
-when `augexport.stages` is imported (it imports this module, never the other way round)."""
+`augexport ops` and the registry-wide contract tests. A stage module registers its stages when it
+is imported; `augexport.stages` names the built-in modules (`register_lazy`), and a module is
+imported when a pipeline first names one of its stages (a worker loads only what its pipeline
+uses). `augexport.stages` imports this module, never the other way round."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,6 +16,7 @@ from .errors import ConfigError
 from .spec import Param, close_matches, one_key_items, validate_mapping
 
 REGISTRY: dict[str, type[Stage]] = {}
+_LAZY: dict[str, str] = {}  # stage name -> the module that registers it when imported
 
 
 class Stage:
@@ -80,6 +84,25 @@ class Stage:
         return [("", p.name, p.kind, f"{p.default!r}  {p.doc}") for p in cls.schema]
 
 
+def register_lazy(modules: Mapping[str, str]) -> None:
+    """Stage names and the modules that define them, imported on first use."""
+    _LAZY.update(modules)
+
+
+def registered() -> dict[str, type[Stage]]:
+    """Every stage by name, importing the modules not loaded yet."""
+    for name in list(_LAZY):
+        _load(name)
+    return REGISTRY
+
+
+def _load(name: str) -> None:
+    if name not in REGISTRY and name in _LAZY:
+        importlib.import_module(_LAZY[name])
+        if name not in REGISTRY:
+            raise RuntimeError(f"module {_LAZY[name]} did not register stage {name!r}")
+
+
 def register(cls: type[Stage]) -> type[Stage]:
     if not cls.name or cls.name in REGISTRY:
         raise ValueError(f"stage name {cls.name!r} is empty or registered twice")
@@ -117,9 +140,11 @@ def run_stages(stages: Sequence[Stage], rng: np.random.Generator, image: np.ndar
 
 def stage_class(name: str, path: str) -> type[Stage]:
     """The stage class for a pipeline-file name; unknown names are a ConfigError at `path`.
-    (The built-in stages are registered once `augexport.stages` has been imported.)"""
+    (The built-in stages are known once `augexport.stages` has been imported.)"""
+    _load(name)
     if name not in REGISTRY:
-        raise ConfigError(path, f"unknown stage {name!r}; accepted: {', '.join(sorted(REGISTRY))}{close_matches(name, REGISTRY)}")
+        known = sorted({*REGISTRY, *_LAZY})
+        raise ConfigError(path, f"unknown stage {name!r}; accepted: {', '.join(known)}{close_matches(name, known)}")
     return REGISTRY[name]
 
 

@@ -130,6 +130,7 @@ def make_dataset(root: Path, n_jpeg: int, n_png: int, n_png_small: int) -> dict[
                 assert ok
                 dst.write_bytes(buf.tobytes())
             else:
+                dst.unlink(missing_ok=True)  # --keep into a folder an earlier run built
                 os.link(paths["png"] / rel, dst)
     return paths
 

@@ -50,6 +50,28 @@ def test_every_registered_stage_has_a_contract_spec() -> None:
     assert set(builtin_stages()) == set(SPECS)
 
 
+def test_each_builtin_module_registers_exactly_the_stages_it_is_named_for() -> None:
+    """`augexport.stages.BUILTIN` lets a process import only the stage modules its pipeline names:
+    the table must say, for every stage, the module that registers it."""
+    from augexport.stages import BUILTIN
+
+    by_module = {cls.__module__.rsplit(".", 1)[1] for cls in builtin_stages().values()}
+    assert set(BUILTIN.values()) == by_module
+    for name, cls in builtin_stages().items():
+        assert cls.__module__ == f"augexport.stages.{BUILTIN[name]}", name
+
+
+def test_a_pipeline_imports_only_the_stage_modules_it_names() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from augexport.pipeline import build_pipeline; "
+            "build_pipeline({'stages': [{'keras': {'rotation_range': 10}}]}); "
+            "print(sorted(m for m in sys.modules if m.startswith('augexport.stages.')))")
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert got.strip() == "['augexport.stages.keras']"
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
 @pytest.mark.parametrize("channels", [3, 1])
 def test_stage_contract(name: str, channels: int) -> None:

@@ -89,3 +89,27 @@ def test_sigterm_or_ctrl_c_at_any_moment_stops_at_once_without_tracebacks(corpus
     clean = tmp_path / "clean"
     subprocess.run(_cmd(corpus, clean), check=True, env=env, cwd=ROOT)
     assert shard_hashes(out) == shard_hashes(clean)
+
+
+def test_workers_import_opencv_and_pil_only_when_a_stage_or_codec_needs_them(tmp_path: Path) -> None:
+    """A worker's start-up is paid by every run: one exporting plain JPEG originals imports neither
+    OpenCV nor PIL (~0.1 s), and OpenCV still gets the worker's share of the cores once it loads."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from augexport.engine import plan_export
+    from augexport.pipeline import build_pipeline
+    from augexport.plan import make_plan
+    from augexport.sources.open import open_source
+    from augexport.worker import Job, init_worker, run_units
+    from tests import worker_probe
+
+    src = make_class_folder(tmp_path / "src", {"a": 3}, size=(40, 48), fmt="jpg")
+    pipeline = build_pipeline({})
+    block = next(iter(plan_export(open_source(str(src)).items, make_plan(pipeline), None, True)))
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=init_worker,
+                                initargs=(Job(pipeline.to_spec(), 1), os.getpid(), 1)) as pool:
+        outs = pool.submit(run_units, block.units).result()
+        assert [len(o.records) for o in outs] == [1, 1, 1]
+        assert pool.submit(worker_probe.loaded, ["cv2", "PIL"]).result() == []
+        assert pool.submit(worker_probe.opencv_threads).result() == 1

@@ -7,3 +7,15 @@ import sys
 
 def heavy_modules() -> list[str]:
     return sorted(m for m in ("keras", "tensorflow", "jax", "torch", "augexport.device_ops") if m in sys.modules)
+
+
+def loaded(names: list[str]) -> list[str]:
+    """Which of `names` this process has imported."""
+    return sorted(m for m in names if m in sys.modules)
+
+
+def opencv_threads() -> int:
+    """OpenCV's thread count here, importing it if a stage has not yet."""
+    import cv2
+
+    return int(cv2.getNumThreads())

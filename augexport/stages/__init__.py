@@ -1,26 +1,36 @@
-"""Built-in stages; importing this package registers them. None of them imports TensorFlow;
-imgaug_stage imports imgaug lazily, only when an imgaug stage is built."""
+"""Built-in stages. Importing this package only names them: each stage module is imported (and
+registers its stages) when a pipeline first uses one, so a worker process starts without the
+kernels it will not run. None of them imports TensorFlow; imgaug_stage imports imgaug lazily,
+only when an imgaug stage is built."""
 
-# isort: skip_file
-# one import per line (fewer merge conflicts): each stage registers itself when imported
-from . import cutout  # noqa: F401
-from . import grayscale  # noqa: F401
-from . import gridmask  # noqa: F401
-from . import imgaug_stage  # noqa: F401
-from . import keras  # noqa: F401
-from . import random_erasing  # noqa: F401
-from . import random_resized_crop  # noqa: F401
-from . import tf_image  # noqa: F401
-from . import randaugment  # noqa: F401
-from . import augmix  # noqa: F401
-from . import tta  # noqa: F401
-from . import control  # noqa: F401
+from ..registry import Stage, register_lazy, registered, stage_class
 
-from ..registry import REGISTRY, Stage, stage_class
+__all__ = ["BUILTIN", "builtin_stages", "stage_class"]
 
-__all__ = ["builtin_stages", "stage_class"]
+# stage name -> module (tests/test_stage_contract.py checks each module registers exactly these)
+BUILTIN: dict[str, str] = {
+    "augmix": "augmix",
+    "cutout": "cutout",
+    "grayscale": "grayscale",
+    "gridmask": "gridmask",
+    "imgaug": "imgaug_stage",
+    "keras": "keras",
+    "one_of": "control",
+    "randaugment": "randaugment",
+    "random_erasing": "random_erasing",
+    "random_resized_crop": "random_resized_crop",
+    "sequential": "control",
+    "some_of": "control",
+    "tf_image": "tf_image",
+    "tta_brightness": "tta",
+    "tta_crop": "tta",
+    "tta_dihedral": "tta",
+    "tta_scale": "tta",
+    "tta_shift": "tta",
+}
+register_lazy({name: f"{__name__}.{module}" for name, module in BUILTIN.items()})
 
 
 def builtin_stages() -> dict[str, type[Stage]]:
-    """Every registered stage by name (importing this package registered the built-in ones)."""
-    return REGISTRY
+    """Every registered stage by name (the built-in ones imported now if they were not yet)."""
+    return registered()
