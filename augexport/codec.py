@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import struct
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 from .errors import DecodeError
+from .jpeg_stream import exif_orientation, keepable
 from .resize import ResizeMode, keras_resize
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own bomb threshold (~0.25 GiB of RGBA); overridable
@@ -66,39 +66,6 @@ def _pil_to_array(img: Image.Image, channels: int) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.ascontiguousarray(arr)
-
-
-def exif_orientation(data: bytes) -> int:
-    """EXIF orientation tag (1..8) of a JPEG, 1 when absent; -1 when the markers cannot be walked."""
-    pos, n = 2, len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            return -1
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0xDA, 0xD9):  # start of scan / end of image: no more metadata
-            return 1
-        length = (data[pos + 2] << 8) | data[pos + 3]
-        if marker == 0xE1 and data[pos + 4 : pos + 10] == b"Exif\x00\x00":
-            return _tiff_orientation(data[pos + 10 : pos + 2 + length])
-        pos += 2 + length
-    return -1
-
-
-def _tiff_orientation(tiff: bytes) -> int:
-    try:
-        order = {b"II": "<", b"MM": ">"}[tiff[:2]]
-        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
-        (count,) = struct.unpack_from(order + "H", tiff, ifd)
-        for k in range(count):
-            tag, kind, _, value = struct.unpack_from(order + "HHI2s", tiff, ifd + 2 + 12 * k)
-            if tag == 0x0112:
-                return struct.unpack(order + "H", value)[0] if kind == 3 else -1
-    except (KeyError, struct.error):
-        return -1
-    return 1
 
 
 def _jpeg_draft_scale(w: int, h: int, size: tuple[int, int] | None) -> int:
@@ -154,6 +121,12 @@ class Decoder:
     def __call__(self, data: bytes) -> np.ndarray:
         return decode(data, channels=self.channels, size=self.size, max_pixels=self.max_pixels, mode=self.mode)
 
+    def keeping(self, data: bytes, quality: int) -> tuple[np.ndarray, bytes | None]:
+        """The pixels, and the stream an unchanged copy stores instead of a JPEG re-encode at
+        `quality` (`jpeg_stream.keepable`), or None."""
+        pixels, own = _decode(data, self.channels, self.size, self.max_pixels, self.mode)
+        return pixels, keepable(data, self.channels, quality, pixels.shape[:2]) if own else None
+
     def pixels(self, image: np.ndarray) -> np.ndarray:
         """Raw uint8 pixels (H, W, 1|3) from an array source: the channel conversion and the resize
         a decoded file gets, nothing else."""
@@ -166,14 +139,22 @@ def decode(data: bytes, *, channels: int = 3, size: tuple[int, int] | None = Non
     With Keras' resize modes a JPEG is decoded as `tf.io.decode_image` does (full size, libjpeg-turbo's
     INTEGER_FAST DCT, fancy upsampling: bit-identical on the fast path); the default stretch keeps
     the DCT-domain downscale and the accurate DCT."""
+    return _decode(data, channels, size, max_pixels, mode)[0]
+
+
+def _decode(data: bytes, channels: int, size: tuple[int, int] | None, max_pixels: int,
+            mode: ResizeMode | None) -> tuple[np.ndarray, bool]:
+    """`decode`, and whether the pixels are the file's own: a plain JPEG on the fast path, not resized."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
     keras = mode is not None and mode.keras
     draft = None if keras else size
     arr = _decode_jpeg_fast(data, channels, draft, max_pixels, fastdct=keras)
+    own = arr is not None and not keras
     if arr is None:
         arr = decode_pil(data, channels=channels, size=draft, max_pixels=max_pixels)
-    return fit(arr, size, mode)
+    out = fit(arr, size, mode)
+    return out, own and out is arr
 
 
 def fit(image: np.ndarray, size: tuple[int, int] | None, mode: ResizeMode | None = None) -> np.ndarray:

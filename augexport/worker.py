@@ -204,7 +204,7 @@ class Renderer:
         the others returned as (record index, copy, rendered) to be mixed."""
         item = unit.item
         try:
-            pixels = self.decode(item)
+            pixels, kept = self._decode_unit(unit)
         except DecodeError as exc:
             return UnitOut(item.source_id, [], str(exc)), []
         records: list[RecordOut | None] = []
@@ -220,20 +220,32 @@ class Renderer:
                 pending.append((len(records), copy, done))
                 records.append(None)
             else:
-                records.append(self._record(item, copy, done, []))
+                records.append(self._record(item, copy, done, [], kept))
         return UnitOut(item.source_id, records), pending  # type: ignore[arg-type]
 
-    def _record(self, item: SourceItem, copy: int, done: Rendered, steps: list[MixStep]) -> RecordOut:
-        """The record of a copy mixed by `steps`, or (device path) the copy left to the main process."""
+    def _decode_unit(self, unit: Unit) -> tuple[np.ndarray, bytes | None]:
+        """The unit's pixels, and the source's JPEG stream where one of its copies is unchanged
+        (no stage) and JPEG-encoded: that copy stores the stream (jpeg_stream.py)."""
+        item = unit.item
+        if self.job.encoding != "jpeg" or all(self.plan.stages(item.label, c) for c in unit.copies):
+            return self.decode(item), None
+        return item.decode_keeping(self.decoder, self.job.quality, self.job.max_file_bytes)
+
+    def _record(self, item: SourceItem, copy: int, done: Rendered, steps: list[MixStep],
+                kept: bytes | None = None) -> RecordOut:
+        """The record of a copy mixed by `steps`, or (device path) the copy left to the main process.
+        `kept`: the source's own stream, stored for a copy that no stage and no mixing changed."""
         if isinstance(done, Deferred):
             if not done.on_device and not steps:
-                return self.build_record(item.source_id, item.label, copy, done.pixels, done.params)
+                stored = kept if not done.params else None
+                return self.build_record(item.source_id, item.label, copy, done.pixels, done.params, encoded=stored)
             done.steps = steps
             return RecordOut(copy, b"", item.label, False, None, pending=done)
         image, params = done
         for step in steps:
             image = apply_mix(image, step.partner, step.entry)  # type: ignore[arg-type]
-        return self.build_record(item.source_id, item.label, copy, image, params, steps)
+        stored = kept if not params and not steps else None
+        return self.build_record(item.source_id, item.label, copy, image, params, steps, encoded=stored)
 
     @staticmethod
     def _failure(failed: StageFailed, copy: int, pixels: np.ndarray) -> str:
@@ -250,14 +262,16 @@ class Renderer:
         return self._record(unit.item, copy, done, steps)
 
     def build_record(self, source_id: str, label: int, copy: int, image: np.ndarray, params: list[dict[str, Any]],
-                     steps: list[MixStep] = ()) -> RecordOut:  # type: ignore[assignment]
-        """Encode and frame one record; `image` is already mixed by `steps`. Shared by the worker
+                     steps: list[MixStep] = (), encoded: bytes | None = None) -> RecordOut:  # type: ignore[assignment]
+        """Encode and frame one record; `image` is already mixed by `steps`; `encoded`: its bytes
+        when they are already known (an unchanged original's own JPEG stream). Shared by the worker
         and the main-process batch stage, so both write the same record. An empty CutMix box
         pastes nothing (lambda 1): that step does not count as mixing."""
         params = [*params, *(s.entry for s in steps)]
         mixing = [(s.partner_label, s.entry["lambda"]) for s in steps if s.entry["lambda"] < 1.0]
         first = next((s for s in steps if s.entry["lambda"] < 1.0), None)
-        encoded = codec.encode(image, self.job.encoding, self.job.quality)
+        if encoded is None:
+            encoded = codec.encode(image, self.job.encoding, self.job.quality)
         record = Record(
             image=encoded,
             label=label,

@@ -63,6 +63,14 @@ class SourceItem:
             return decoder.pixels(self.pixels.image(data))
         return decoder(data)
 
+    def decode_keeping(self, decoder: Decoder, quality: int, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+                       ) -> tuple[np.ndarray, bytes | None]:
+        """`decode`, and the file's own JPEG stream where an unchanged copy may store it instead of
+        a re-encode at `quality` (`Decoder.keeping`); array rows have none."""
+        if self.pixels is not None:
+            return self.decode(decoder, max_bytes), None
+        return decoder.keeping(self.read(max_bytes), quality)
+
     def read(self, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
         """The encoded image. Only regular files are read (a FIFO would block forever, a device never
         end), at most `max_bytes`; every failure is a DecodeError that the engine skips or reports."""
