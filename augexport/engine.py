@@ -37,7 +37,7 @@ from .worker import (
     Unit,
     UnitOut,
     init_worker,
-    land_deferred,
+    land_result,
     run_encodes,
     run_units,
     ship_finished,
@@ -263,10 +263,10 @@ def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collect
                 in_flight.append((new_blocks, submit(run_units, units)))
                 while len(in_flight) >= limit:
                     nb, fut = in_flight.popleft()
-                    yield from absorb(nb, land_deferred(fut.result()), False)
+                    yield from absorb(nb, land_result(fut.result()), False)
             while in_flight:
                 nb, fut = in_flight.popleft()
-                yield from absorb(nb, land_deferred(fut.result()), False)
+                yield from absorb(nb, land_result(fut.result()), False)
             yield from absorb([], [], True)
         except cf.process.BrokenProcessPool:
             _stop(pool)

@@ -27,7 +27,7 @@ from .errors import DecodeError, SourceUnavailable
 from .mixing import streams
 from .offload import device_start
 from .pipeline import Pipeline, build_pipeline
-from .pixel_share import SharedPixels, fetch, share
+from .pixel_share import SharedBytes, SharedPixels, fetch, fetch_bytes, share, share_bytes
 from .plan import CopyPlan, make_plan
 from .records import Record, example_parts, frame_parts
 from .registry import StageFailed, run_stages
@@ -122,10 +122,10 @@ Rendered = tuple[np.ndarray, list[dict[str, Any]]] | Deferred  # a copy: (image,
 @dataclass
 class RecordOut:
     copy: int
-    framed: bytes
+    framed: bytes  # a SharedBytes while it travels from a worker (ship_records / land_records)
     label: int
     mixed: bool
-    image: bytes | None
+    image: bytes | None  # likewise
     pending: Deferred | None = None  # set (and framed empty) until the main process finishes it
 
 
@@ -365,7 +365,7 @@ def limit_opencv_threads(threads: int) -> None:
 def run_units(units: list[Unit]) -> list[UnitOut]:
     assert _RENDERER is not None, "init_worker was not called"
     outs = _RENDERER.process(units)
-    return ship_deferred(outs) if _RENDERER.job.device else outs
+    return ship_records(ship_deferred(outs) if _RENDERER.job.device else outs)
 
 
 def run_encodes(items: list[Finished]) -> list[RecordOut]:
@@ -402,6 +402,34 @@ def land_deferred(outs: list[UnitOut]) -> list[UnitOut]:
     for d, array in zip(todo, fetch([d.pixels for d in todo]), strict=True):
         d.pixels = array
     return outs
+
+
+def _blobs(outs: list[UnitOut]) -> list[tuple[RecordOut, str]]:
+    """(record, field) of every encoded record and kept image in a task result."""
+    recs = [r for out in outs for r in out.records if r.pending is None]
+    return [(r, "framed") for r in recs] + [(r, "image") for r in recs if r.image is not None]
+
+
+def ship_records(outs: list[UnitOut]) -> list[UnitOut]:
+    """Worker side: a task's framed records (and kept image files) into one shared segment: the
+    main process then copies each record once instead of receiving it through the pipe."""
+    todo = _blobs(outs)
+    for (rec, key), ref in zip(todo, share_bytes([getattr(r, k) for r, k in todo]), strict=True):
+        setattr(rec, key, ref)
+    return outs
+
+
+def land_records(outs: list[UnitOut]) -> list[UnitOut]:
+    """Main side: the bytes behind a task result's references (the segment is unlinked)."""
+    todo = [(r, k) for r, k in _blobs(outs) if isinstance(getattr(r, k), SharedBytes)]
+    for (rec, key), blob in zip(todo, fetch_bytes([getattr(r, k) for r, k in todo]), strict=True):
+        setattr(rec, key, blob)
+    return outs
+
+
+def land_result(outs: list[UnitOut]) -> list[UnitOut]:
+    """Main side: everything a `run_units` result carries in shared memory."""
+    return land_records(land_deferred(outs))
 
 
 def ship_finished(items: list[Finished]) -> list[Finished]:

@@ -255,7 +255,7 @@ def test_device_path_workers_never_import_keras(src: Path) -> None:
     from augexport.engine import plan_export
     from augexport.plan import make_plan
     from augexport.sources.open import open_source
-    from augexport.worker import Finished, Job, init_worker, run_encodes, run_units
+    from augexport.worker import Finished, Job, init_worker, land_result, run_encodes, run_units
     from tests import worker_probe
 
     listing = open_source(str(src))
@@ -264,7 +264,7 @@ def test_device_path_workers_never_import_keras(src: Path) -> None:
     block = next(iter(plan_export(listing.items, make_plan(pipeline), pipeline.mix, True)))
     with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=init_worker,
                                 initargs=(job, os.getpid(), 1)) as pool:
-        outs = pool.submit(run_units, block.units).result()
+        outs = land_result(pool.submit(run_units, block.units).result())
         pending = [r.pending for o in outs for r in o.records if r.pending is not None]
         assert pending and all(p.on_device for p in pending)
         done = pool.submit(run_encodes, [Finished("x", p.label, p.copy, p.pixels, p.params, []) for p in pending[:3]])
@@ -314,3 +314,24 @@ def test_pixels_travel_through_shared_memory_and_leave_nothing() -> None:
     shipped = ship_finished([Finished("a", 1, 2, pixels[0], [], [])])
     assert isinstance(shipped[0].image, SharedPixels)
     assert np.array_equal(land_finished(shipped)[0].image, pixels[0])
+
+
+def test_records_travel_through_shared_memory_and_leave_nothing() -> None:
+    """Every task's framed records (and kept image files) reach the main process through one
+    shared segment: equal bytes, in place, and the segment is gone once read."""
+    from multiprocessing import shared_memory
+
+    from augexport.pixel_share import SharedBytes
+    from augexport.worker import RecordOut, UnitOut, land_result, ship_records
+
+    blobs = [bytes([k]) * (1000 + k) for k in range(3)]
+    outs = [UnitOut("a", [RecordOut(0, blobs[0], 1, False, blobs[2]), RecordOut(1, blobs[1], 1, True, None)]),
+            UnitOut("b", [], "not a readable image")]
+    ship_records(outs)
+    refs = [outs[0].records[0].framed, outs[0].records[1].framed, outs[0].records[0].image]
+    assert all(isinstance(r, SharedBytes) for r in refs) and len({r.segment for r in refs}) == 1
+    land_result(outs)
+    assert [outs[0].records[0].framed, outs[0].records[1].framed, outs[0].records[0].image] == blobs
+    assert outs[0].records[1].image is None and outs[1].error == "not a readable image"
+    with pytest.raises(FileNotFoundError):
+        shared_memory.SharedMemory(name=refs[0].segment)

@@ -101,7 +101,7 @@ def test_workers_import_opencv_and_pil_only_when_a_stage_or_codec_needs_them(tmp
     from augexport.pipeline import build_pipeline
     from augexport.plan import make_plan
     from augexport.sources.open import open_source
-    from augexport.worker import Job, init_worker, run_units
+    from augexport.worker import Job, init_worker, land_result, run_units
     from tests import worker_probe
 
     src = make_class_folder(tmp_path / "src", {"a": 3}, size=(40, 48), fmt="jpg")
@@ -109,7 +109,7 @@ def test_workers_import_opencv_and_pil_only_when_a_stage_or_codec_needs_them(tmp
     block = next(iter(plan_export(open_source(str(src)).items, make_plan(pipeline), None, True)))
     with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=init_worker,
                                 initargs=(Job(pipeline.to_spec(), 1), os.getpid(), 1)) as pool:
-        outs = pool.submit(run_units, block.units).result()
-        assert [len(o.records) for o in outs] == [1, 1, 1]
+        outs = land_result(pool.submit(run_units, block.units).result())
+        assert [len(o.records) for o in outs] == [1, 1, 1] and all(r.framed for o in outs for r in o.records)
         assert pool.submit(worker_probe.loaded, ["cv2", "PIL"]).result() == []
         assert pool.submit(worker_probe.opencv_threads).result() == 1
