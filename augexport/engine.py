@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import pixel_share
 from .errors import WorkerDied
 from .mixing import Mixing, streams
 from .options import default_workers
@@ -233,6 +234,7 @@ def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collect
     """Tasks through a pool of spawned worker processes, at most 3 per worker in flight. Finished
     blocks wait in `finishing` (in order) while their encode tasks run."""
     ctx = mp.get_context("spawn")
+    pixel_share.sweep()  # what an export killed with its resource tracker left in /dev/shm
     in_flight: collections.deque[tuple[list[Block], cf.Future[list[UnitOut]]]] = collections.deque()
     finishing: collections.deque[_Finishing] = collections.deque()
     limit = workers * 3

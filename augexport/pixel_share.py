@@ -9,13 +9,16 @@ record, measured here). Instead the sender copies a task's arrays (or bytes) int
 shared-memory segment and sends (segment, offset, size) references; the receiver copies them out
 and unlinks the segment.
 Every process of an export shares multiprocessing's resource tracker, which removes a segment a
-crash left behind once they are all gone. Where /dev/shm has too little room for a segment (a
+crash left behind once they are all gone. Segments are named after the export's main process
+(`augexport-PID-...`), so where the tracker was killed too (`kill -9` of the process group) the
+next export removes the segments of main processes that no longer exist (`sweep`). Where /dev/shm has too little room for a segment (a
 container's 64 MiB default) the arrays travel by pickle as before.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +26,43 @@ from typing import Any
 import numpy as np
 
 _ROOM = 4  # a segment is made only while /dev/shm has this many times its size free
+PREFIX = "augexport-"
+SHM_DIR = "/dev/shm"
+_owner = os.getpid()  # the export's main process; workers are told theirs (`set_owner`)
+
+
+def set_owner(pid: int) -> None:
+    """Name this process's segments after the export's main process `pid`."""
+    global _owner
+    _owner = pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def sweep() -> int:
+    """Remove the segments of exports whose main process is gone; returns how many."""
+    try:
+        names = [n for n in os.listdir(SHM_DIR) if n.startswith(PREFIX)]
+    except OSError:
+        return 0
+    gone = 0
+    for name in names:
+        pid = name[len(PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.unlink(os.path.join(SHM_DIR, name))
+                gone += 1
+            except OSError:
+                pass
+    return gone
 
 
 @dataclass(frozen=True)
@@ -36,7 +76,7 @@ class SharedPixels:
 
 def _room(nbytes: int) -> bool:
     try:
-        stat = os.statvfs("/dev/shm")
+        stat = os.statvfs(SHM_DIR)
     except OSError:
         return False
     return stat.f_bavail * stat.f_frsize >= _ROOM * nbytes
@@ -49,7 +89,7 @@ def _segment(total: int) -> Any:
     if total == 0 or not _room(total):
         return None
     try:
-        return shared_memory.SharedMemory(create=True, size=total)
+        return shared_memory.SharedMemory(f"{PREFIX}{_owner}-{secrets.token_hex(8)}", create=True, size=total)
     except OSError:
         return None
 

@@ -27,7 +27,15 @@ from .errors import DecodeError, SourceUnavailable
 from .mixing import streams
 from .offload import device_start
 from .pipeline import Pipeline, build_pipeline
-from .pixel_share import SharedBytes, SharedPixels, fetch, fetch_bytes, share, share_bytes
+from .pixel_share import (
+    SharedBytes,
+    SharedPixels,
+    fetch,
+    fetch_bytes,
+    set_owner,
+    share,
+    share_bytes,
+)
 from .plan import CopyPlan, make_plan
 from .records import Record, example_parts, frame_parts
 from .registry import StageFailed, run_stages
@@ -346,6 +354,7 @@ def init_worker(job: Job, parent: int, threads: int) -> None:
     global _RENDERER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
+    set_owner(parent)
     allocator.tune()
     limit_opencv_threads(threads)
     _RENDERER = Renderer(job)
