@@ -22,8 +22,10 @@ them either. Any structure this walk does not expect means "re-encode", never an
 
 from __future__ import annotations
 
+import operator
 import re
 import struct
+from functools import lru_cache
 
 # libjpeg's Annex K tables (jcparam.c), natural order; jpeg_natural_order maps stream order to it
 _STD_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -40,6 +42,7 @@ _DROP = {*range(0xE1, 0xEE), 0xEF, 0xFE}  # APP1-13, APP15, COM: metadata
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # in scan data: not a stuffed byte, not RSTn
 
 
+@lru_cache(maxsize=8)
 def quality_tables(quality: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """libjpeg's luminance and chrominance tables for `quality` (jpeg_set_quality, baseline), in
     stream (zigzag) order as a DQT segment carries them."""
@@ -167,6 +170,6 @@ def _frame_ok(segment: bytes, tables: dict[int, tuple[int, ...]], frame: tuple[i
     for k in range(count):
         table = tables.get(segment[10 + 3 * k + 2])
         floor = wanted[0] if k == 0 else wanted[1]
-        if table is None or any(have < need for have, need in zip(table, floor, strict=True)):
+        if table is None or not all(map(operator.ge, table, floor)):
             return False
     return True
