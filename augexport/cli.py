@@ -30,9 +30,9 @@ def _compose(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _keras_flags() -> list[tuple[str, Any]]:
     """(param name, Param) of the `keras` stage, if registered: every ImageDataGenerator argument is a flag."""
-    from .stages import builtin_stages
+    from .stages import builtin_stage
 
-    cls = builtin_stages().get("keras")
+    cls = builtin_stage("keras")
     return [(p.name, p) for p in cls.schema] if cls else []
 
 

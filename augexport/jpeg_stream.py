@@ -101,7 +101,7 @@ def keepable(data: bytes, channels: int, quality: int, shape: tuple[int, ...]) -
 
 def _walk(data: bytes, frame: tuple[int, int, int], wanted: tuple[tuple[int, ...], tuple[int, ...]]) -> bytes | None:
     """Copy the segments decoding needs; None where the stream is not one to keep."""
-    out, tables, pos, framed = [b"\xff\xd8"], {}, 2, False
+    out, tables, pos, framed, scanned = [b"\xff\xd8"], {}, 2, False, False
     while True:
         if data[pos] != 0xFF:
             return None
@@ -109,9 +109,8 @@ def _walk(data: bytes, frame: tuple[int, int, int], wanted: tuple[tuple[int, ...
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if marker == 0xD9:
-            out.append(b"\xff\xd9")
-            return b"".join(out)
+        if marker == 0xD9:  # end of image: what follows (a trailer, a preview) is dropped
+            return b"".join([*out, b"\xff\xd9"]) if scanned else None
         (length,) = struct.unpack_from(">H", data, pos + 2)
         end = pos + 2 + length
         if length < 2 or end > len(data):
@@ -131,7 +130,7 @@ def _walk(data: bytes, frame: tuple[int, int, int], wanted: tuple[tuple[int, ...
             if found is None:
                 return None  # no end of image: truncated
             out.append(data[pos : found.start()])
-            pos = found.start()
+            pos, scanned = found.start(), True
             continue
         elif marker not in _KEEP and marker not in _DROP:
             return None  # SOF of another kind, DAC, DNL, hierarchical: re-encode

@@ -22,7 +22,7 @@ from .resize import ResizeMode, resize_mode
 from .rng import example_rng
 from .spec import boolean, close_matches, number
 from .specfile import MAX_CONFIG_BYTES, parse_config, read_config_bytes
-from .stages import builtin_stages
+from .stages import builtin_stage
 
 TOP_KEYS = ("version", "seed", "copies", "include_original", "image_size", *RESIZE_KEYS, "stages", "mix",
             "label_smoothing", "classes")
@@ -258,7 +258,7 @@ def _flag_for(path: str, flags: Mapping[str, Any], config: str | Path | None) ->
 
 def keras_flag_names() -> list[str]:
     """Every ImageDataGenerator argument of the `keras` stage: each is also a CLI flag."""
-    cls = builtin_stages().get("keras")
+    cls = builtin_stage("keras")
     return [p.name for p in cls.schema] if cls else []
 
 

@@ -129,3 +129,15 @@ def test_an_export_stores_originals_as_their_streams_and_re_encodes_augmented_co
             assert b"CameraMaker" not in image
         else:
             assert _dqt(image) == list(jpeg_stream.quality_tables(95))  # re-encoded at --quality
+
+
+def test_streams_the_walk_does_not_expect_are_re_encoded_and_thumbnails_dropped() -> None:
+    data = _pil_jpeg(_photo())
+    assert jpeg_stream.keepable(b"\xff\xd8\xff\xd9", 3, 95, (48, 64)) is None  # no frame, no scan
+    sof = data.index(b"\xff\xc0")
+    arithmetic = data[:sof + 1] + b"\xc9" + data[sof + 2:]
+    assert jpeg_stream.keepable(arithmetic, 3, 95, (48, 64)) is None
+    assert jpeg_stream.keepable(data, 3, 95, (48, 63)) is None  # not the decoded size
+    jfxx = b"\xff\xe0\x00\x0aJFXX\x00\x13\x00\x00"  # a JFIF extension segment (thumbnails)
+    kept = jpeg_stream.keepable(data[:2] + jfxx + data[2:], 3, 95, (48, 64))
+    assert kept == jpeg_stream.keepable(data, 3, 95, (48, 64)) and b"JFXX" not in kept

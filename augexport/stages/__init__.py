@@ -5,7 +5,7 @@ only when an imgaug stage is built."""
 
 from ..registry import Stage, register_lazy, registered, stage_class
 
-__all__ = ["BUILTIN", "builtin_stages", "stage_class"]
+__all__ = ["BUILTIN", "builtin_stage", "builtin_stages", "stage_class"]
 
 # stage name -> module (tests/test_stage_contract.py checks each module registers exactly these)
 BUILTIN: dict[str, str] = {
@@ -34,3 +34,8 @@ register_lazy({name: f"{__name__}.{module}" for name, module in BUILTIN.items()}
 def builtin_stages() -> dict[str, type[Stage]]:
     """Every registered stage by name (the built-in ones imported now if they were not yet)."""
     return registered()
+
+
+def builtin_stage(name: str) -> type[Stage] | None:
+    """One built-in stage's class, importing only its module (the CLI's keras flags)."""
+    return stage_class(name, name) if name in BUILTIN else None
