@@ -1,13 +1,14 @@
 """An unchanged original stored as its source's own JPEG stream instead of a re-encode.
 
 Re-encoding a decoded JPEG at `--quality` costs an encode (about half of a JPEG -> JPEG export's
-codec time) and loses detail a second time. Where the re-encode could not be more faithful or
-smaller in kind than the source, an original copy (no stage, no mixing) stores the source's
-stream: its pixels decode exactly as the source does. That is the case when
+codec time) and loses detail a second time. Where the re-encode could be neither more faithful
+nor smaller than the source, an original copy (no stage, no mixing) stores the source's stream:
+its pixels decode exactly as the source does. That is the case when
 
 - the source is a plain JPEG that the fast decoder reads as it is: baseline, extended or
-  progressive Huffman, 8-bit, YCbCr with 3 channels wanted or greyscale with 1, EXIF orientation 1
-  (or none), decoded at its own size (no `image_size` resize);
+  progressive Huffman, 8-bit, 4:2:0 YCbCr (the re-encode's own subsampling) with 3 channels
+  wanted, or greyscale with 1; EXIF orientation 1 (or none); decoded at its own size (no
+  `image_size` resize);
 - every quantisation table the frame uses is at least as coarse, entry by entry, as the table
   libjpeg builds for `--quality` (its luminance table for the first component, its chrominance
   table for the others): re-encoding a q75 photo at q95 gives a bigger file of a worse picture.
@@ -166,6 +167,8 @@ def _frame_ok(segment: bytes, tables: dict[int, tuple[int, ...]], frame: tuple[i
     height, width = struct.unpack_from(">HH", segment, 5)
     if precision != 8 or (count, height, width) != frame or len(segment) < 10 + 3 * count:
         return False
+    if count == 3 and segment[11:20:3] != b"\x22\x11\x11":
+        return False  # 4:4:4 or 4:2:2: the 4:2:0 re-encode may be smaller, so keep the old behaviour
     for k in range(count):
         table = tables.get(segment[10 + 3 * k + 2])
         floor = wanted[0] if k == 0 else wanted[1]

@@ -55,7 +55,7 @@ def _exif_gps() -> bytes:
     return exif.tobytes()
 
 
-@pytest.mark.parametrize("save", [{}, {"progressive": True}, {"subsampling": 0}, {"exif": _exif_gps(), "comment": b"secret"},
+@pytest.mark.parametrize("save", [{}, {"progressive": True}, {"exif": _exif_gps(), "comment": b"secret"},
                                   {"icc_profile": b"\0" * 200}, {"restart_marker_blocks": 1}])
 def test_a_kept_stream_decodes_to_the_sources_pixels_without_its_metadata(save: dict[str, object]) -> None:
     data = _pil_jpeg(_photo(), **save) + b"trailing bytes after the end of the image"
@@ -80,6 +80,8 @@ def test_kept_streams_decode_the_same_in_tensorflow() -> None:
 
 @pytest.mark.parametrize(("why", "data", "decoder", "quality"), [
     ("source finer than --quality", _pil_jpeg(_photo(), quality=98), codec.Decoder(), 95),
+    ("4:4:4 chroma, finer than the re-encode's 4:2:0", _pil_jpeg(_photo(), subsampling=0), codec.Decoder(), 95),
+    ("4:2:2 chroma", _pil_jpeg(_photo(), subsampling=1), codec.Decoder(), 95),
     ("resized", _pil_jpeg(_photo()), codec.Decoder(size=(24, 32)), 95),
     ("grey source, RGB wanted", _pil_jpeg(_photo()[:, :, 0]), codec.Decoder(channels=3), 95),
     ("colour source, grey wanted", _pil_jpeg(_photo()), codec.Decoder(channels=1), 95),
