@@ -172,6 +172,7 @@ def run(blocks: Iterable[Block], job: Job, *, workers: int, batch_size: int,
     path, device.py) while workers go on; their encoding is a second kind of worker task."""
     tasks = _batches(iter(blocks), max(1, batch_size))
     collect = _Collector(on_progress)
+    pixel_share.sweep()  # what an export killed with its resource tracker left in /dev/shm
     if workers <= 1:
         renderer = Renderer(job)
         for new_blocks, units in tasks:
@@ -234,14 +235,23 @@ def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collect
     """Tasks through a pool of spawned worker processes, at most 3 per worker in flight. Finished
     blocks wait in `finishing` (in order) while their encode tasks run."""
     ctx = mp.get_context("spawn")
-    pixel_share.sweep()  # what an export killed with its resource tracker left in /dev/shm
+    owner = pixel_share.new_owner()
+    try:
+        yield from _pool_loop(ctx, tasks, collect, job, workers, batch_size, finish_block, owner)
+    finally:  # results a stopped pool never delivered would hold /dev/shm until this process exits
+        pixel_share.remove_owner(owner)
+
+
+def _pool_loop(ctx: Any, tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collector, job: Job,
+               workers: int, batch_size: int, finish_block: Finisher | None, owner: str) -> Iterator[Emitted | UnitOut]:
+    """`_run_pool`'s pool; its workers and its own shared-memory segments are tagged `owner`."""
     in_flight: collections.deque[tuple[list[Block], cf.Future[list[UnitOut]]]] = collections.deque()
     finishing: collections.deque[_Finishing] = collections.deque()
     limit = workers * 3
     submitted = 0
     threads = max(1, default_workers() // workers)  # default_workers(): the cores this process may use
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
-                                initargs=(job, os.getpid(), threads)) as pool:
+                                initargs=(job, os.getpid(), threads, owner)) as pool:
 
         def submit(fn: Callable[[Any], Any], arg: Any) -> cf.Future[Any]:
             nonlocal submitted
@@ -254,7 +264,7 @@ def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collect
             for block, got in collect(new_blocks, outs):
                 slots = finish_block(got) if finish_block is not None else []
                 size = max(1, min(batch_size, -(-len(slots) // workers)))  # spread over the workers
-                parts = [(slots[i:i + size], submit(run_encodes, ship_finished([f for _, _, f in slots[i:i + size]])))
+                parts = [(slots[i:i + size], submit(run_encodes, ship_finished([f for _, _, f in slots[i:i + size]], owner)))
                          for i in range(0, len(slots), size)]
                 finishing.append(_Finishing(block, got, parts))
             while finishing and (wait or finishing[0].done()):

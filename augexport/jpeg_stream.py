@@ -15,7 +15,7 @@ its pixels decode exactly as the source does. That is the case when
   A source finer than `--quality` (a q100 photo exported at q75) is re-encoded, so --quality
   still shrinks such data sets.
 
-The stored stream keeps what decoding needs (JFIF and Adobe APP segments, tables, frame, scans)
+The stored stream keeps what decoding needs (the JFIF and Adobe headers, tables, frame, scans)
 and drops the rest: EXIF (GPS positions, camera serials), XMP, IPTC, ICC profiles, comments and
 any bytes after the end of the image (e.g. a phone's embedded preview). A re-encode never carried
 them either. Any structure this walk does not expect means "re-encode", never an error.
@@ -103,6 +103,7 @@ def keepable(data: bytes, channels: int, quality: int, shape: tuple[int, ...]) -
 def _walk(data: bytes, frame: tuple[int, int, int], wanted: tuple[tuple[int, ...], tuple[int, ...]]) -> bytes | None:
     """Copy the segments decoding needs; None where the stream is not one to keep."""
     out, tables, pos, framed, scanned = [b"\xff\xd8"], {}, 2, False, False
+    seen: set[int] = set()  # APP0 / APP14 kept: the first of each, before the frame
     while True:
         if data[pos] != 0xFF:
             return None
@@ -135,18 +136,24 @@ def _walk(data: bytes, frame: tuple[int, int, int], wanted: tuple[tuple[int, ...
             continue
         elif marker not in _KEEP and marker not in _DROP:
             return None  # SOF of another kind, DAC, DNL, hierarchical: re-encode
-        if marker in _FRAMES or (marker in _KEEP and _needed(marker, segment)):
+        if marker in _FRAMES or marker in (0xC4, 0xDB, 0xDD):
             out.append(segment)
+        elif marker in (0xE0, 0xEE) and not framed and marker not in seen:
+            header = _header_only(marker, segment)  # b"" when it is not JFIF's / Adobe's
+            if header:
+                out.append(header)
+                seen.add(marker)
         pos = end
 
 
-def _needed(marker: int, segment: bytes) -> bool:
-    """APP0 only as JFIF (JFXX carries a thumbnail), APP14 only as Adobe's; tables always."""
-    if marker == 0xE0:
-        return segment[4:9] == b"JFIF\x00"
-    if marker == 0xEE:
-        return segment[4:9] == b"Adobe"
-    return True
+def _header_only(marker: int, segment: bytes) -> bytes:
+    """JFIF's APP0 without its thumbnail (16 bytes), Adobe's APP14 without anything after its
+    12-byte header (the colour transform flag is what decoders read); b"" for any other APP0/APP14."""
+    if marker == 0xE0 and segment[4:9] == b"JFIF\x00" and len(segment) >= 18:
+        return b"\xff\xe0\x00\x10" + segment[4:16] + b"\x00\x00"  # thumbnail width, height: 0
+    if marker == 0xEE and segment[4:9] == b"Adobe" and len(segment) >= 16:
+        return b"\xff\xee\x00\x0e" + segment[4:16]
+    return b""
 
 
 def _read_tables(segment: bytes, tables: dict[int, tuple[int, ...]]) -> bool:

@@ -9,9 +9,11 @@ record, measured here). Instead the sender copies a task's arrays (or bytes) int
 shared-memory segment and sends (segment, offset, size) references; the receiver copies them out
 and unlinks the segment.
 Every process of an export shares multiprocessing's resource tracker, which removes a segment a
-crash left behind once they are all gone. Segments are named after the export's main process
-(`augexport-PID-...`), so where the tracker was killed too (`kill -9` of the process group) the
-next export removes the segments of main processes that no longer exist (`sweep`). Where /dev/shm has too little room for a segment (a
+crash left behind once they are all gone. Segments are tagged with their export's PID namespace,
+main process and run (`augexport-NS-PID-RUN-...`): a pool that stops early removes its run's
+unread results (`remove_owner`), and where the tracker was killed too (`kill -9` of the process
+group) the next export removes the segments of main processes of its namespace that no longer
+exist (`sweep`). Where /dev/shm has too little room for a segment (a
 container's 64 MiB default) the arrays travel by pickle as before.
 """
 
@@ -28,13 +30,30 @@ import numpy as np
 _ROOM = 4  # a segment is made only while /dev/shm has this many times its size free
 PREFIX = "augexport-"
 SHM_DIR = "/dev/shm"
-_owner = os.getpid()  # the export's main process; workers are told theirs (`set_owner`)
+_owner: str | None = None  # this process's segments' tag; a worker is told its export's (`set_owner`)
 
 
-def set_owner(pid: int) -> None:
-    """Name this process's segments after the export's main process `pid`."""
+def _pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def owner_for(pid: int, run: str = "0") -> str:
+    """The tag of segments made for main process `pid` (in this PID namespace) and its run."""
+    return f"{_pid_namespace()}-{pid}-{run}"
+
+
+def new_owner() -> str:
+    """A tag for one export's segments: PID namespace, main process, a token of the run."""
+    return owner_for(os.getpid(), secrets.token_hex(4))
+
+
+def set_owner(tag: str) -> None:
+    """Name this process's segments with `tag` (a worker: its export's, from `new_owner`)."""
     global _owner
-    _owner = pid
+    _owner = tag
 
 
 def _alive(pid: int) -> bool:
@@ -47,22 +66,48 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep() -> int:
-    """Remove the segments of exports whose main process is gone; returns how many."""
+def _ours() -> list[str]:
     try:
-        names = [n for n in os.listdir(SHM_DIR) if n.startswith(PREFIX)]
+        return [n for n in os.listdir(SHM_DIR) if n.startswith(PREFIX)]
     except OSError:
-        return 0
+        return []
+
+
+def _unlink(names: list[str]) -> int:
+    """Unlink segments through SharedMemory, so that this process's resource tracker, which may
+    know them (an export's processes share one), forgets them too instead of warning at exit."""
+    from multiprocessing import shared_memory
+
     gone = 0
     for name in names:
-        pid = name[len(PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            try:
-                os.unlink(os.path.join(SHM_DIR, name))
-                gone += 1
-            except OSError:
-                pass
+        try:
+            shm = shared_memory.SharedMemory(name=name)
+        except (OSError, ValueError):
+            continue
+        shm.close()
+        try:
+            shm.unlink()
+            gone += 1
+        except OSError:
+            pass
     return gone
+
+
+def sweep() -> int:
+    """Remove the segments of exports whose main process is gone; returns how many. Only this PID
+    namespace's: /dev/shm may be shared with containers whose pids this process cannot see."""
+    ns = str(_pid_namespace())
+    dead = []
+    for name in _ours():
+        parts = name[len(PREFIX):].split("-")
+        if len(parts) >= 3 and parts[0] == ns and parts[1].isdigit() and not _alive(int(parts[1])):
+            dead.append(name)
+    return _unlink(dead)
+
+
+def remove_owner(tag: str) -> int:
+    """Remove every segment tagged `tag`: a stopped pool's results that were never read."""
+    return _unlink([n for n in _ours() if n.startswith(f"{PREFIX}{tag}-")])
 
 
 @dataclass(frozen=True)
@@ -82,22 +127,23 @@ def _room(nbytes: int) -> bool:
     return stat.f_bavail * stat.f_frsize >= _ROOM * nbytes
 
 
-def _segment(total: int) -> Any:
+def _segment(total: int, owner: str | None) -> Any:
     """A new segment of `total` bytes, or None (nothing to share, no room, or /dev/shm refuses)."""
     from multiprocessing import shared_memory
 
     if total == 0 or not _room(total):
         return None
+    tag = owner or _owner or owner_for(os.getpid())
     try:
-        return shared_memory.SharedMemory(f"{PREFIX}{_owner}-{secrets.token_hex(8)}", create=True, size=total)
+        return shared_memory.SharedMemory(f"{PREFIX}{tag}-{secrets.token_hex(8)}", create=True, size=total)
     except OSError:
         return None
 
 
-def share(arrays: Sequence[np.ndarray]) -> list[SharedPixels | np.ndarray]:
+def share(arrays: Sequence[np.ndarray], owner: str | None = None) -> list[SharedPixels | np.ndarray]:
     """References to copies of `arrays` in one new segment (the arrays themselves when there is no
-    room, or nothing to share)."""
-    shm = _segment(sum(int(a.nbytes) for a in arrays))
+    room, or nothing to share); `owner`: the segment's tag (default: this process's)."""
+    shm = _segment(sum(int(a.nbytes) for a in arrays), owner)
     if shm is None:
         return list(arrays)
     refs: list[SharedPixels | np.ndarray] = []
@@ -125,7 +171,7 @@ class SharedBytes:
 
 def share_bytes(blobs: Sequence[bytes]) -> list[SharedBytes | bytes]:
     """`share` for bytes: references to copies of `blobs` in one new segment, or the blobs."""
-    shm = _segment(sum(len(b) for b in blobs))
+    shm = _segment(sum(len(b) for b in blobs), None)
     if shm is None:
         return list(blobs)
     refs: list[SharedBytes | bytes] = []

@@ -32,6 +32,7 @@ from .pixel_share import (
     SharedPixels,
     fetch,
     fetch_bytes,
+    owner_for,
     set_owner,
     share,
     share_bytes,
@@ -346,7 +347,7 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def init_worker(job: Job, parent: int, threads: int) -> None:
+def init_worker(job: Job, parent: int, threads: int, owner: str | None = None) -> None:
     """Worker start-up. Ctrl-C (SIGINT to the whole process group) is the main process's to handle:
     it stops the workers itself, so no worker prints a KeyboardInterrupt traceback of its own.
     OpenCV gets `threads` threads: the cores shared out between the workers (its default, one
@@ -354,7 +355,7 @@ def init_worker(job: Job, parent: int, threads: int) -> None:
     global _RENDERER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
-    set_owner(parent)
+    set_owner(owner or owner_for(parent))  # shared-memory segments are tagged with the export's run
     allocator.tune()
     limit_opencv_threads(threads)
     _RENDERER = Renderer(job)
@@ -441,9 +442,9 @@ def land_result(outs: list[UnitOut]) -> list[UnitOut]:
     return land_records(land_deferred(outs))
 
 
-def ship_finished(items: list[Finished]) -> list[Finished]:
-    """Main side: an encode task's finished pixels into one shared segment."""
-    refs = share([f.image for f in items])
+def ship_finished(items: list[Finished], owner: str | None = None) -> list[Finished]:
+    """Main side: an encode task's finished pixels into one shared segment tagged `owner`."""
+    refs = share([f.image for f in items], owner)
     return [Finished(f.source_id, f.label, f.copy, ref, f.params, f.steps) for f, ref in zip(items, refs, strict=True)]  # type: ignore[arg-type]
 
 

@@ -7,6 +7,7 @@ imports nothing without a GPU hint; `gpu` without a GPU is exit 2 naming the bac
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -335,3 +336,45 @@ def test_records_travel_through_shared_memory_and_leave_nothing() -> None:
     assert outs[0].records[1].image is None and outs[1].error == "not a readable image"
     with pytest.raises(FileNotFoundError):
         shared_memory.SharedMemory(name=refs[0].segment)
+
+
+def test_an_export_sweeps_the_segments_of_dead_exports() -> None:
+    """`kill -9` of a whole process group kills the resource tracker too: its segments stay in
+    /dev/shm. They are tagged with their export's PID namespace and main process, and the next
+    export removes those of its namespace whose process is gone (never a live one's, and never
+    another namespace's: /dev/shm may be shared with containers whose pids are not visible)."""
+    import subprocess
+    import sys
+    from multiprocessing import shared_memory
+
+    from augexport import pixel_share
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    gone = f"augexport-{pixel_share.owner_for(dead, 'ab12')}-0a1b"
+    kept = [f"augexport-{pixel_share.owner_for(os.getpid(), 'cd34')}-2c3d", f"augexport-1-{dead}-ab12-0a1b",
+            "augexport-x-y"]
+    made = [shared_memory.SharedMemory(name, create=True, size=8) for name in (gone, *kept)]
+    try:
+        pixel_share.sweep()
+        present = set(os.listdir(pixel_share.SHM_DIR))
+        assert gone not in present and set(kept) <= present
+    finally:
+        for shm in made:
+            shm.close()
+            with contextlib.suppress(FileNotFoundError):
+                shm.unlink()
+
+
+def test_a_pool_that_stops_early_leaves_no_segments(tmp_path: Path) -> None:
+    """--on-error fail stops the pool with finished results never read: their segments are
+    removed with the pool, not left to the resource tracker at this process's exit."""
+    from augexport import pixel_share
+    from augexport.errors import ExportFailed
+
+    src = make_class_folder(tmp_path / "src", {"a": 40, "b": 40}, size=(40, 48), fmt="jpg")
+    (src / "b" / "img_039.jpg").write_bytes(b"not a jpeg")
+    before = set(pixel_share._ours())
+    with pytest.raises(ExportFailed):
+        api.export(src, tmp_path / "out", workers=2, batch_size=2, copies=2, on_error="fail")
+    assert set(pixel_share._ours()) <= before

@@ -143,3 +143,15 @@ def test_streams_the_walk_does_not_expect_are_re_encoded_and_thumbnails_dropped(
     jfxx = b"\xff\xe0\x00\x0aJFXX\x00\x13\x00\x00"  # a JFIF extension segment (thumbnails)
     kept = jpeg_stream.keepable(data[:2] + jfxx + data[2:], 3, 95, (48, 64))
     assert kept == jpeg_stream.keepable(data, 3, 95, (48, 64)) and b"JFXX" not in kept
+
+
+def test_jfif_thumbnails_and_adobe_payloads_are_cut_to_their_headers() -> None:
+    data = _pil_jpeg(_photo())
+    assert data[2:4] == b"\xff\xe0" and data[20:22] == b"\xff\xdb"  # PIL's 16-byte JFIF APP0, then tables
+    thumb = b"\xff\xe0\x00\x16" + data[6:18] + b"\x02\x01" + b"\x7f" * 6  # a 2x1 RGB thumbnail
+    adobe = b"\xff\xee\x00\x16Adobe\x00\x64\x00\x00\x00\x00\x01" + b"PAYLOAD!"
+    crafted = data[:2] + thumb + adobe + data[20:]
+    kept = jpeg_stream.keepable(crafted, 3, 95, (48, 64))
+    assert kept is not None and b"\x7f" * 6 not in kept and b"PAYLOAD" not in kept
+    assert kept[2:20] == b"\xff\xe0\x00\x10" + data[6:18] + b"\x00\x00" and b"\xff\xee\x00\x0eAdobe" in kept
+    assert np.array_equal(simplejpeg.decode_jpeg(kept), simplejpeg.decode_jpeg(crafted))
