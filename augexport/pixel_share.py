@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,45 +186,32 @@ def share_bytes(blobs: Sequence[bytes]) -> list[SharedBytes | bytes]:
     return refs
 
 
-def fetch_bytes(items: Sequence[SharedBytes | bytes]) -> list[bytes]:
-    """The bytes behind `items` (bytes pass through); each segment is read once, then unlinked."""
+def _read_out(items: Sequence[Any], kind: type, read: Callable[[Any, Any], Any]) -> list[Any]:
+    """`items` with each reference of `kind` replaced by `read(segment buffer, ref)`; each segment
+    is opened once, read, then unlinked."""
     from multiprocessing import shared_memory
 
     out = list(items)
     by_segment: dict[str, list[int]] = {}
     for k, item in enumerate(items):
-        if isinstance(item, SharedBytes):
+        if isinstance(item, kind):
             by_segment.setdefault(item.segment, []).append(k)
     for name, where in by_segment.items():
         shm = shared_memory.SharedMemory(name=name)
         try:
             for k in where:
-                ref = out[k]
-                assert isinstance(ref, SharedBytes)
-                out[k] = bytes(shm.buf[ref.offset : ref.offset + ref.size])
+                out[k] = read(shm.buf, out[k])
         finally:
             shm.close()
             shm.unlink()
-    return out  # type: ignore[return-value]
+    return out
+
+
+def fetch_bytes(items: Sequence[SharedBytes | bytes]) -> list[bytes]:
+    """The bytes behind `items` (bytes pass through); each segment is read once, then unlinked."""
+    return _read_out(items, SharedBytes, lambda buf, ref: bytes(buf[ref.offset : ref.offset + ref.size]))
 
 
 def fetch(items: Sequence[SharedPixels | np.ndarray]) -> list[np.ndarray]:
     """The arrays behind `items` (arrays pass through); each segment is read once, then unlinked."""
-    from multiprocessing import shared_memory
-
-    out: list[np.ndarray | None] = [i if isinstance(i, np.ndarray) else None for i in items]
-    by_segment: dict[str, list[int]] = {}
-    for k, item in enumerate(items):
-        if isinstance(item, SharedPixels):
-            by_segment.setdefault(item.segment, []).append(k)
-    for name, where in by_segment.items():
-        shm = shared_memory.SharedMemory(name=name)
-        try:
-            for k in where:
-                ref = items[k]
-                assert isinstance(ref, SharedPixels)
-                out[k] = np.ndarray(ref.shape, np.uint8, shm.buf, ref.offset).copy()
-        finally:
-            shm.close()
-            shm.unlink()
-    return out  # type: ignore[return-value]
+    return _read_out(items, SharedPixels, lambda buf, ref: np.ndarray(ref.shape, np.uint8, buf, ref.offset).copy())
