@@ -38,7 +38,8 @@ _NATURAL = (0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 
             39, 46, 53, 60, 61, 54, 47, 55, 62, 63)
 
 _FRAMES = {0xC0, 0xC1, 0xC2}  # baseline, extended, progressive; Huffman coding, what every decoder reads
-_KEEP = {0xC4, 0xDB, 0xDD, 0xE0, 0xEE}  # DHT, DQT, DRI, APP0 (JFIF), APP14 (Adobe colour transform)
+_TABLES = {0xC4, 0xDB, 0xDD}  # DHT, DQT, DRI: kept as they are
+_HEADERS = {0xE0, 0xEE}  # APP0 (JFIF), APP14 (Adobe colour transform): kept as their headers
 _DROP = {*range(0xE1, 0xEE), 0xEF, 0xFE}  # APP1-13, APP15, COM: metadata
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # in scan data: not a stuffed byte, not RSTn
 
@@ -134,11 +135,11 @@ def _walk(data: bytes, frame: tuple[int, int, int], wanted: tuple[tuple[int, ...
             out.append(data[pos : found.start()])
             pos, scanned = found.start(), True
             continue
-        elif marker not in _KEEP and marker not in _DROP:
+        elif marker not in _TABLES and marker not in _HEADERS and marker not in _DROP:
             return None  # SOF of another kind, DAC, DNL, hierarchical: re-encode
-        if marker in _FRAMES or marker in (0xC4, 0xDB, 0xDD):
+        if marker in _FRAMES or marker in _TABLES:
             out.append(segment)
-        elif marker in (0xE0, 0xEE) and not framed and marker not in seen:
+        elif marker in _HEADERS and not framed and marker not in seen:
             header = _header_only(marker, segment)  # b"" when it is not JFIF's / Adobe's
             if header:
                 out.append(header)
