@@ -145,6 +145,23 @@ def _files(folder: Path) -> list[str]:
 
 
 # -- rows, each run in a fresh child process --------------------------------------------------
+def cpu_seconds() -> float:
+    """CPU of this process and of its children that were reaped (a pool's workers once joined)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class Timed:
+    """Wall and CPU seconds of a row's work. CPU is the box's other tenants' noise taken out of
+    the picture: steal time and descheduling stretch the wall clock, not the CPU a row used."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
+
+    def stop(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, cpu_seconds() - self.cpu
+
+
 def _floor_task(paths: list[str]) -> int:
     """Read, decode, encode (q95, 4:2:0 like augexport): the least any JPEG->JPEG export must do."""
     import simplejpeg
@@ -158,18 +175,18 @@ def _floor_task(paths: list[str]) -> int:
     return total
 
 
-def row_floor(files: list[str], workers: int, batch: int) -> float:
+def row_floor(files: list[str], workers: int, batch: int) -> tuple[float, float]:
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    t0 = time.perf_counter()
+    clock = Timed()
     if workers == 1:  # in-process, as `augexport export --workers 1` runs
         _floor_task(files)
-        return time.perf_counter() - t0
+        return clock.stop()
     chunks = [files[i : i + batch] for i in range(0, len(files), batch)]
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         sum(pool.map(_floor_task, chunks))
-    return time.perf_counter() - t0
+    return clock.stop()
 
 
 def _idg_worker(files: list[str], labels: list[int], out: str, barrier: Any, seconds: Any) -> None:
@@ -197,8 +214,9 @@ def _idg_worker(files: list[str], labels: list[int], out: str, barrier: Any, sec
     seconds.value = time.perf_counter() - t0
 
 
-def row_idg(files: list[str], workers: int, tmp: str) -> float:
-    """`workers` processes, each its share; timed from a common start after TF import to the last."""
+def row_idg(files: list[str], workers: int, tmp: str) -> tuple[float, None]:
+    """`workers` processes, each its share; timed from a common start after TF import to the last
+    (no CPU figure: each process's CPU includes its TensorFlow import)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -213,11 +231,11 @@ def row_idg(files: list[str], workers: int, tmp: str) -> float:
         p.join()
         if p.exitcode != 0:
             raise RuntimeError(f"IDG worker failed with exit code {p.exitcode}")
-    return max(s.value for s in secs)
+    return max(s.value for s in secs), None
 
 
 def row_export(src: str, out: str, pipeline: dict[str, Any] | None, workers: int, batch: int,
-               options: dict[str, Any] | None = None) -> float:
+               options: dict[str, Any] | None = None) -> tuple[float, float]:
     """`augexport export` as the CLI runs it (its allocator setting included: augexport.allocator)."""
     from augexport import allocator, api
 
@@ -227,28 +245,28 @@ def row_export(src: str, out: str, pipeline: dict[str, Any] | None, workers: int
         config = f"{out}.json"
         Path(config).write_text(json.dumps(pipeline))
         api.resolve_pipeline(config)  # imports the stages' libraries (imgaug) before the clock starts
-    t0 = time.perf_counter()
+    clock = Timed()
     api.export(src, out, config=config, workers=workers, batch_size=batch, overwrite=True, **(options or {}))
-    return time.perf_counter() - t0
+    return clock.stop()
 
 
-def row_peer(kind: str, src: str, out: str, workers: int, batch: int) -> float:
+def row_peer(kind: str, src: str, out: str, workers: int, batch: int) -> tuple[float, float]:
     """Rows (g) and (h): the peer scripts' own `run`, their imports done before the clock starts."""
     sys.path.insert(0, str(REPO / "scripts"))
     if kind == "albumentations":
         import peer_albumentations as peer
 
         items = peer.list_images(Path(src))
-        t0 = time.perf_counter()
+        clock = Timed()
         peer.run(items, out, workers, chunksize=batch)
     else:
         import peer_tfdata as peer
 
         peer.configure(workers)
         items = peer.list_images(Path(src))
-        t0 = time.perf_counter()
+        clock = Timed()
         peer.run(items, out, workers)
-    return time.perf_counter() - t0
+    return clock.stop()
 
 
 def _kernel_pairs() -> list[tuple[str, Any, Any]]:
@@ -365,17 +383,17 @@ def child(spec: dict[str, Any]) -> None:
         return
     peak = WorkerPeak()
     if kind == "floor":
-        seconds = row_floor(_files(Path(spec["src"])), spec["workers"], spec["batch"])
+        seconds, cpu = row_floor(_files(Path(spec["src"])), spec["workers"], spec["batch"])
     elif kind == "idg":
-        seconds = row_idg(_files(Path(spec["src"]))[: spec["limit"]], spec["workers"], spec["tmp"])
+        seconds, cpu = row_idg(_files(Path(spec["src"]))[: spec["limit"]], spec["workers"], spec["tmp"])
     elif kind in ("albumentations", "tfdata"):
-        seconds = row_peer(kind, spec["src"], spec["out"], spec["workers"], spec["batch"])
+        seconds, cpu = row_peer(kind, spec["src"], spec["out"], spec["workers"], spec["batch"])
     else:
-        seconds = row_export(spec["src"], spec["out"], spec["pipeline"], spec["workers"], spec["batch"],
+        seconds, cpu = row_export(spec["src"], spec["out"], spec["pipeline"], spec["workers"], spec["batch"],
                              spec.get("options"))
     me = vm_hwm_kib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     workers = peak.stop() or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "rss_main_kib": me, "rss_worker_kib": workers}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_main_kib": me, "rss_worker_kib": workers}))
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -424,9 +442,9 @@ def _available(row: str, stages: set[str]) -> str | None:
 
 
 def run_rows(args: argparse.Namespace, data: dict[str, Path], tmp: str, sizes: dict[str, int],
-             stages: set[str]) -> dict[tuple[str, int], list[float]]:
+             stages: set[str]) -> dict[tuple[str, int], list[dict[str, Any]]]:
     """Every (row, worker count) `repeats` times, round-robin, so a burst of load hits every row alike."""
-    runs: dict[tuple[str, int], list[float]] = {}
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     rows = [r for r in args.rows if r in ROW_TITLES and _available(r, stages) is None]
     for rep in range(sizes["repeats"]):
         for row in rows:
@@ -436,8 +454,10 @@ def run_rows(args: argparse.Namespace, data: dict[str, Path], tmp: str, sizes: d
                                         "batch": args.batch_size, "limit": n, "tmp": tmp,
                                         "out": f"{tmp}/out-{row}{w}", "pipeline": PIPELINES.get(row),
                                         "options": OPTIONS.get(row)}
-                runs.setdefault((row, w), []).append(run_child(spec)["seconds"])
-                print(f"  round {rep + 1}/{sizes['repeats']} {row} workers={w}: {runs[row, w][-1]:6.2f} s for {n}",
+                got = run_child(spec)
+                runs.setdefault((row, w), []).append(got)
+                cpu = "" if got["cpu"] is None else f", CPU {got['cpu']:6.2f} s"
+                print(f"  round {rep + 1}/{sizes['repeats']} {row} workers={w}: {got['seconds']:6.2f} s{cpu} for {n}",
                       flush=True)
     return runs
 
@@ -478,7 +498,10 @@ def main() -> None:
         if "k" in args.rows and _available("k", stages) is None:
             print("  row k: tf_image kernels against tf.image ...", flush=True)
             kernels = run_child({"kind": "kernels", "rounds": 5 if args.quick else 15})["kernels"]
-        rate = {key: (sizes["idg"] if key[0] == "b" else n_jpeg) / statistics.median(v) for key, v in runs.items()}
+        images = {key: sizes["idg"] if key[0] == "b" else n_jpeg for key in runs}
+        rate = {key: images[key] / statistics.median(r["seconds"] for r in v) for key, v in runs.items()}
+        cpu_ms = {key: statistics.median(r["cpu"] for r in v) / images[key] * 1e3
+                  for key, v in runs.items() if v[0]["cpu"] is not None}
         mem_row = "d" if "keras" in stages else "c"
         rss = {key: run_child({"kind": "export", "src": str(data[key]), "out": f"{tmp}/out-rss-{key}", "workers": 2,
                                "batch": args.batch_size, "pipeline": PIPELINES[mem_row]})
@@ -487,6 +510,7 @@ def main() -> None:
         elapsed = time.perf_counter() - t_start
     report_rates(rate, sizes["workers"], stages, args.rows)
     report_ratios(rate, sizes["workers"])
+    report_cpu(cpu_ms, sizes["workers"], args.rows)
     if kernels is not None:
         report_kernels(kernels)
     report_memory(rss, mem_row, n_png)
@@ -538,6 +562,23 @@ def report_ratios(rate: dict[tuple[str, int], float], workers: list[int]) -> Non
                 lines.append((f"({row}) {hi}w / {lo}w", f"{x:.2f}x" if x else "n/a"))
     for name, value in lines:
         print(f"  {name:<26} {value}")
+
+
+def report_cpu(cpu_ms: dict[tuple[str, int], float], workers: list[int], rows: str) -> None:
+    """CPU per image (the row's process and its workers, start-up included) and the floor's CPU
+    over the row's: the work each row costs, which the other tenants' load does not stretch as it
+    stretches the wall clock. A cross-check for the throughput ratios, not a target of its own."""
+    print("\nMedian CPU per image (ms, all of a row's processes) and (a)'s CPU / the row's")
+    print(f"{'row':<52}" + "".join(f"{f'{w}w ms':>9}{'(a)/row':>9}" for w in workers))
+    for row, title in ROW_TITLES.items():
+        if row not in rows or not any((row, w) in cpu_ms for w in workers):
+            continue
+        cells = []
+        for w in workers:
+            ms, floor = cpu_ms.get((row, w)), cpu_ms.get(("a", w))
+            cells.append(f"{ms:9.2f}" if ms else f"{'n/a':>9}")
+            cells.append(f"{floor / ms:9.0%}" if ms and floor else f"{'':>9}")
+        print(f"{title:<52}" + "".join(cells))
 
 
 def _scaling(rate: dict[tuple[str, int], float], row: str, lo: int, hi: int) -> float | None:
