@@ -50,6 +50,14 @@ class ResumeState:
     counters: dict[str, Any] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=list)  # the journal entries of `finished`
 
+    def keep_records(self, records: int) -> None:
+        """Keep only the finished shards that end at or before record `records` (the rest are redone)."""
+        while self.entries and self.entries[-1]["state"].get("written", 0) > records:
+            self.entries.pop()
+            self.finished.pop()
+        last = self.entries[-1] if self.entries else {"last_planned": -1, "state": {}}
+        self.last_planned, self.counters = last["last_planned"], last["state"]
+
 
 @dataclass
 class OutPlan:

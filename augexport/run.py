@@ -51,7 +51,7 @@ from .resume import (
     resumed_plan,
     retire,
 )
-from .sinks.images import ImageFolderWriter, ImageLayout
+from .sinks.images import ImageFolderWriter, ImageLayout, whole_kept_files
 from .sinks.tfds_meta import write_metadata
 from .sinks.tfrecord import ShardInfo, ShardWriter, rename_final
 from .sources import SourceListing
@@ -245,6 +245,9 @@ class ExportRun:
         self.out_plan = plan
         if opts.keeps_images:
             plan.replaces = adopt_images(self.outdir, self.names, identity_key(self.identity), resuming, plan.replaces)
+            if state.finished:
+                state.keep_records(whole_kept_files(self.outdir, self.names, len(listing.class_names),
+                                                    state.counters.get("written", 0)))
         self.journal = Journal(self.outdir, self.names, self.identity, plan, finished=state.entries)
         if opts.runner == "local":  # Beam runs are not resumable: a failed one removes its own temporaries
             self.journal.save()

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from augexport import api, resume, run
 from augexport.cli import main
+from augexport.naming import TEMP_LABELS_FILE
 from augexport.outdir import OutDir
 from tests.conftest import make_class_folder
 
@@ -76,6 +77,42 @@ def test_killed_while_finalizing_format_both_resumes_to_the_clean_output(
     _interrupt_once(monkeypatch, owner, target)
     with pytest.raises(KeyboardInterrupt):
         api.export(str(src), out, **KW)
+    api.export(str(src), out, resume=True, **KW)
+    assert _all_files(out) == _all_files(tmp_path / "clean")
+    assert CliRunner().invoke(main, ["inspect", str(out), "--verify"]).exit_code == 0
+
+
+def _interrupt_at_shard(monkeypatch: pytest.MonkeyPatch, shard: int) -> None:
+    """A Ctrl-C as the run is about to journal its `shard`-th shard (the ones before it are kept)."""
+    real, calls = resume.Journal.record, {"n": 0}
+
+    def record(self: resume.Journal, *a: Any, **kw: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == shard:
+            raise KeyboardInterrupt
+        real(self, *a, **kw)
+
+    monkeypatch.setattr(resume.Journal, "record", record)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "changed"])
+def test_resume_writes_again_a_kept_records_image_file_lost_or_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 6, "b": 6})
+    api.export(str(src), tmp_path / "clean", **KW)
+    out = tmp_path / "out"
+    _interrupt_at_shard(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        api.export(str(src), out, **KW)
+    monkeypatch.undo()
+    temp = out / "images" / ".tmp-train"
+    kept = (temp / TEMP_LABELS_FILE).read_text().splitlines()[1:]  # the rows of the journaled shards
+    assert len(kept) >= 3
+    victim = temp / kept[1].split(",")[0]  # a file of a kept record
+    if damage == "deleted":
+        victim.unlink()
+    else:
+        victim.write_bytes(victim.read_bytes() + b"\0\0")
     api.export(str(src), out, resume=True, **KW)
     assert _all_files(out) == _all_files(tmp_path / "clean")
     assert CliRunner().invoke(main, ["inspect", str(out), "--verify"]).exit_code == 0

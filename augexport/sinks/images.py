@@ -38,7 +38,7 @@ from ..naming import (
 )
 from ..outdir import OutDir
 from ..records import decode_example
-from .label_rows import open_rows
+from .label_rows import open_rows, stored_rows
 
 
 def labels_header(num_classes: int) -> list[str]:
@@ -98,6 +98,26 @@ def read_labels_rows(outdir: OutDir, name: str) -> Iterator[LabelRow]:
             raise ValueError(f"{name}: not an augexport labels file (header {str(header)[:80]})")
         for i, row in enumerate(reader, start=2):
             yield _parse_row(row, header, f"{name} line {i}")
+
+
+def whole_kept_files(outdir: OutDir, names: SplitNames, num_classes: int, keep: int) -> int:
+    """How many of the first `keep` labels rows an interrupted run left have their image file in
+    the temporary folder, whole (its sha256, as the row says): the records a resume may keep. A
+    file lost or changed since is written again with its shard, as a changed shard is."""
+    header, folder = labels_header(num_classes), names.temp_images_dir
+    whole = 0
+    for i, row in enumerate(stored_rows(outdir, folder, header)):
+        if whole == keep:
+            break
+        try:
+            parsed = _parse_row(row, header, f"{folder} row {i + 1}")
+            path = f"{folder}/{parsed.file}"
+            if not (outdir.is_file(path) and outdir.sha256(path) == parsed.sha256):
+                break
+        except (ValueError, OSError):
+            break
+        whole += 1
+    return whole
 
 
 @dataclass(frozen=True)

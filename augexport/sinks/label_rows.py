@@ -66,15 +66,21 @@ class FileRows:
             outdir.rename(name, f"{folder}/{TEMP_LABELS_FILE}")  # the open file appends under its new name
 
     def _read(self, header: list[str], keep: int) -> list[list[str]]:
-        """The first `keep` rows of an earlier life of this run: its streamed CSV, or the finished
-        labels.csv of a run killed while finalizing."""
-        for name in (f"{self.folder}/{TEMP_LABELS_FILE}", f"{self.folder}/{LABELS_FILE}"):
-            if self.outdir.is_file(name):
-                with self.outdir.open_read(name) as raw, io.TextIOWrapper(
+        """The first `keep` rows of an earlier life of this run."""
+        return _kept(self.stored_rows(self.outdir, self.folder, header), keep, self.folder)
+
+    @staticmethod
+    def stored_rows(outdir: OutDir, folder: str, header: list[str]) -> Iterator[list[str]]:
+        """The rows an earlier life left: its streamed CSV, or the finished labels.csv of a run
+        killed while finalizing."""
+        for name in (f"{folder}/{TEMP_LABELS_FILE}", f"{folder}/{LABELS_FILE}"):
+            if outdir.is_file(name):
+                with outdir.open_read(name) as raw, io.TextIOWrapper(
                         raw, encoding="utf-8", errors="surrogateescape", newline="") as f:
                     reader = csv.reader(f)
-                    return _kept(reader if next(reader, None) == header else iter(()), keep, self.folder)
-        return _kept(iter(()), keep, self.folder)
+                    if next(reader, None) == header:
+                        yield from reader
+                return
 
     def add(self, row: list[str]) -> None:
         self.writer.writerow(row)
@@ -103,7 +109,7 @@ class ObjectRows:
     def __init__(self, outdir: OutDir, folder: str, header: list[str], keep: int) -> None:
         self.outdir, self.folder, self.header = outdir, folder, header
         self.base = f"{folder}/{TEMP_LABELS_FILE}"
-        kept = _kept(self._stored_rows(), keep, folder) if keep else []
+        kept = _kept(self.stored_rows(outdir, folder, header), keep, folder) if keep else []
         if kept:
             outdir.put(self.base, _row_text(kept).encode("utf-8", "surrogateescape"))
         elif outdir.exists(self.base):
@@ -116,24 +122,23 @@ class ObjectRows:
         self.writer = csv.writer(self.buf, lineterminator="\n")
 
     def _parts(self) -> list[str]:
-        if not self.outdir.is_dir(self.folder):
-            return []
-        return sorted(name for name in self.outdir.entries(self.folder) if is_labels_part(name))
+        return _parts(self.outdir, self.folder)
 
     def _read(self, name: str) -> str:
-        return self.outdir.read_bytes(f"{self.folder}/{name}", 1 << 40).decode("utf-8", "surrogateescape")
+        return _read_text(self.outdir, f"{self.folder}/{name}")
 
     def _stored(self) -> list[str]:
-        """Base, then parts in order: the names of the rows as the last life left them."""
-        return [*([TEMP_LABELS_FILE] if self.outdir.exists(self.base) else []), *self._parts()]
+        return _stored(self.outdir, self.folder)
 
-    def _stored_rows(self) -> Iterator[list[str]]:
-        if self.outdir.exists(f"{self.folder}/{LABELS_FILE}"):
-            # a run killed while finalizing: labels.csv was put whole before base and parts go
-            yield from _rows_of(self._read(LABELS_FILE), self.header)
+    @staticmethod
+    def stored_rows(outdir: OutDir, folder: str, header: list[str]) -> Iterator[list[str]]:
+        """The rows an earlier life left: base then parts, or the labels.csv of a run killed
+        while finalizing (put whole before base and parts go)."""
+        if outdir.exists(f"{folder}/{LABELS_FILE}"):
+            yield from _rows_of(_read_text(outdir, f"{folder}/{LABELS_FILE}"), header)
             return
-        for name in self._stored():
-            yield from _rows_of(self._read(name), None)
+        for name in _stored(outdir, folder):
+            yield from _rows_of(_read_text(outdir, f"{folder}/{name}"), None)
 
     def add(self, row: list[str]) -> None:
         self.writer.writerow(row)
@@ -166,6 +171,28 @@ class ObjectRows:
 
     def close(self) -> None:
         """Nothing is open: every part went up whole."""
+
+
+def _parts(outdir: OutDir, folder: str) -> list[str]:
+    if not outdir.is_dir(folder):
+        return []
+    return sorted(name for name in outdir.entries(folder) if is_labels_part(name))
+
+
+def _read_text(outdir: OutDir, name: str) -> str:
+    return outdir.read_bytes(name, 1 << 40).decode("utf-8", "surrogateescape")
+
+
+def _stored(outdir: OutDir, folder: str) -> list[str]:
+    """Base, then parts in order: the names of an object store's rows as the last life left them."""
+    base = [TEMP_LABELS_FILE] if outdir.exists(f"{folder}/{TEMP_LABELS_FILE}") else []
+    return [*base, *_parts(outdir, folder)]
+
+
+def stored_rows(outdir: OutDir, folder: str, header: list[str]) -> Iterator[list[str]]:
+    """The labels rows an earlier life of this run left in `folder`, in order (what `open_rows`
+    keeps its first rows from)."""
+    return (ObjectRows if outdir.remote else FileRows).stored_rows(outdir, folder, header)
 
 
 def open_rows(outdir: OutDir, folder: str, header: list[str], keep: int) -> FileRows | ObjectRows:
