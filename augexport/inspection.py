@@ -8,12 +8,13 @@ from typing import Any
 
 from .errors import UsageError, VerifyFailed
 from .manifest import read_manifest
-from .naming import MANIFEST, is_journal
+from .naming import MANIFEST, is_journal, reads_as_shard
 from .objstore import open_outdir
 from .outdir import OutDir
 from .reader import shard_records
 from .records import decode_example
 from .sinks.images import read_labels_rows
+from .sinks.tfds_meta import metadata_files
 
 
 def _check_shard(outdir: OutDir, shard: dict[str, Any], compression: str, verify: bool,
@@ -92,6 +93,35 @@ def _unlisted(outdir: OutDir, folder: str, listed: set[str]) -> list[str]:
     return found
 
 
+def _unlisted_shards(outdir: OutDir, manifest: dict[str, Any]) -> list[str]:
+    """Files in OUT that a reader globbing a split's shards (`*-SPLIT.tfrecord-*`) would read but
+    the manifest does not list: their records would join the split unverified."""
+    listed = {s["file"] for entry in manifest["splits"].values() for s in entry["shards"]}
+    return [f"{name}: read as a shard of split {split!r} by a reader that globs its shards, but the manifest does "
+            "not list it" for name in sorted(outdir.entries()) if name not in listed
+            for split in sorted(manifest["splits"]) if reads_as_shard(name, split)]
+
+
+def _holds(outdir: OutDir, name: str, want: bytes) -> bool:
+    try:
+        return outdir.read_bytes(name, len(want)) == want
+    except OSError:  # longer than `want` (UnsafePath), or unreadable
+        return False
+
+
+def _metadata_problems(outdir: OutDir, manifest: dict[str, Any]) -> list[str]:
+    """The TFDS metadata files (what `tfds.builder_from_directory` reads) against the bytes the
+    manifest implies: a changed shard length or feature makes TFDS fail or misread the split."""
+    problems = []
+    for name, want in metadata_files(manifest).items():
+        if not outdir.is_file(name):
+            problems.append(f"{name}: {'missing' if not outdir.exists(name) else 'not a regular file'}")
+        elif not _holds(outdir, name, want):
+            problems.append(f"{name}: differs from the TFDS metadata the manifest describes (its splits, shard "
+                            "lengths, classes and features)")
+    return problems
+
+
 def inspect(out: str | os.PathLike[str], verify: bool = False) -> dict[str, Any]:
     """Splits, shards, counts, label histogram, mixed fraction; `verify` re-hashes every shard
     against the manifest and re-reads every record (raises VerifyFailed listing every mismatch)."""
@@ -122,6 +152,9 @@ def inspect(out: str | os.PathLike[str], verify: bool = False) -> dict[str, Any]
                                    "compression": entry.get("compression", "none"),
                                    "tfds_loadable": entry.get("tfds_loadable", False),
                                    **({"images": files} if entry.get("images") else {})}
+    problems += _unlisted_shards(outdir, manifest)
+    if verify:
+        problems += _metadata_problems(outdir, manifest)
     report["problems"] = problems
     if verify and problems:
         raise VerifyFailed(f"{out}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))

@@ -10,6 +10,7 @@ split (plain file names, no separators, no `..`, never absolute).
 from __future__ import annotations
 
 import collections
+import fnmatch
 import hashlib
 import re
 from collections.abc import Iterable
@@ -142,6 +143,12 @@ class SplitNames:
     def final_of_temp(self, temp: str, total: int) -> str:
         """The final name a temporary shard takes when the split has `total` shards."""
         return self.shard(int(temp[len(self.temp_prefix):]), total)
+
+
+def reads_as_shard(name: str, split: str) -> bool:
+    """Whether `name` matches `*-SPLIT.tfrecord-*`, the glob the README's tf.data reader (and any
+    TFDS-style reader) uses for a split's shards, whatever its dataset name."""
+    return not name.startswith(TEMP_PREFIX) and fnmatch.fnmatchcase(name, f"*-{split}.tfrecord-*")
 
 
 # -- image files -----------------------------------------------------------------------------

@@ -419,7 +419,7 @@ class ExportRun:
         errors = "".join(json.dumps({"source_id": s, "error": e}, ensure_ascii=False) + "\n" for s, e in p.errors)
         self.outdir.write_atomic(self.names.errors_file, errors.encode("utf-8", "surrogateescape"))
         base = self._manifest_entry(shards, seconds, timings)
-        _write_tfds_metadata(self.outdir, base)
+        write_metadata(self.outdir, base)
         write_manifest(self.outdir, base)
 
     def _manifest_entry(self, shards: list[ShardInfo], seconds: float, timings: dict[str, Any]) -> dict[str, Any]:
@@ -487,15 +487,6 @@ class ExportRun:
                 step()
             except OSError:
                 pass
-
-
-def _write_tfds_metadata(outdir: OutDir, manifest: dict[str, Any]) -> None:
-    loadable = {s: {"shard_lengths": [sh["records"] for sh in e["shards"]], "num_bytes": sum(sh["bytes"] for sh in e["shards"])}
-                for s, e in manifest["splits"].items() if e.get("tfds_loadable")}
-    if not loadable:
-        return
-    write_metadata(outdir, manifest["name"], f"Augmented by augexport {__version__}; see {MANIFEST}.",
-                   manifest["class_names"], manifest["channels"], manifest["encoding"], loadable)
 
 
 def _make_dir(outdir: OutDir) -> bool:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -220,6 +221,37 @@ def test_inspect_and_verify_catches_flipped_byte(small_folder: Path, tmp_path: P
     res = run_cli("inspect", out, "--verify")
     assert res.exit_code == 1 and "sha256" in res.output
     assert run_cli("inspect", tmp_path).exit_code == 2
+
+
+def test_inspect_names_a_shard_file_the_manifest_does_not_list(small_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    api.export(str(small_folder), out, workers=1)
+    shard = next(out.glob("src-train.tfrecord-*"))
+    (out / "src-train.tfrecord-00001-of-00002").write_bytes(shard.read_bytes())  # a glob reader would read it
+    for args in ((), ("--verify",)):
+        res = run_cli("inspect", out, *args)
+        assert res.exit_code == 1 and "src-train.tfrecord-00001-of-00002" in res.output, res.output
+        assert "does not list it" in res.output
+
+
+@pytest.mark.parametrize("name,edit", [("dataset_info.json", lambda t: t.replace('"20"', '"19"')),
+                                       ("features.json", lambda t: t.replace('"soft_label"', '"soft"')),
+                                       ("label.labels.txt", lambda t: t + "extra\n"),
+                                       ("dataset_info.json", None)])
+def test_verify_checks_the_tfds_metadata_against_the_manifest(small_folder: Path, tmp_path: Path, name: str,
+                                                               edit: Any) -> None:
+    out = tmp_path / "out"
+    api.export(str(small_folder), out, workers=1, overrides={"copies": 1, "stages": [{"cutout": {}}]})
+    assert run_cli("inspect", out, "--verify").exit_code == 0
+    path = out / name
+    if edit is None:
+        path.unlink()
+    else:
+        text = path.read_text()
+        assert edit(text) != text
+        path.write_text(edit(text))
+    res = run_cli("inspect", out, "--verify")
+    assert res.exit_code == 1 and f"{name}: {'missing' if edit is None else 'differs'}" in res.output, res.output
 
 
 def test_tfds_metadata_matches_tfds_own_writer(small_folder: Path, tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_images_only_run_is_resumable(tmp_path: Path) -> None:
     assert len(list((out / "images" / "train" / "a").iterdir())) == 3
 
 
-@pytest.mark.parametrize("owner,target", [(run, "write_manifest"), (run, "_write_tfds_metadata"),
+@pytest.mark.parametrize("owner,target", [(run, "write_manifest"), (run, "write_metadata"),
                                           (OutDir, "write_atomic"), (run, "rename_final")])
 def test_killed_while_finalizing_format_both_resumes_to_the_clean_output(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: Any, target: str) -> None:

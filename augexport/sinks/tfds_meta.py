@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..naming import TFDS_TEMPLATE
+from .. import __version__
+from ..naming import MANIFEST, TFDS_TEMPLATE
 from ..outdir import OutDir
 
 
@@ -47,23 +48,35 @@ def features_json(num_classes: int, channels: int, encoding: str) -> dict[str, A
     }
 
 
-def write_metadata(outdir: OutDir, name: str, description: str, class_names: list[str], channels: int,
-                   encoding: str, splits: dict[str, dict[str, Any]]) -> None:
-    """`splits`: split name -> {"shard_lengths": [...], "num_bytes": int}; uncompressed splits only."""
+def metadata_files(manifest: dict[str, Any]) -> dict[str, bytes]:
+    """The TFDS metadata a manifest implies, file name -> bytes in the order they are written; {}
+    when no split is TFDS-loadable. A function of the manifest alone (its `augexport_version`
+    included), so `inspect --verify` can check the files as written."""
+    splits = {split: e["shards"] for split, e in manifest["splits"].items() if e.get("tfds_loadable")}
+    if not splits:
+        return {}
+    class_names = manifest["class_names"]
+    version = manifest.get("augexport_version", __version__)
     info = {
-        "description": description,
+        "description": f"Augmented by augexport {version}; see {MANIFEST}.",
         "fileFormat": "tfrecord",
-        "name": name,
+        "name": manifest["name"],
         "splits": [
-            {"filepathTemplate": TFDS_TEMPLATE, "name": split, "numBytes": str(s["num_bytes"]),
-             "shardLengths": [str(n) for n in s["shard_lengths"]]}
-            for split, s in sorted(splits.items())
+            {"filepathTemplate": TFDS_TEMPLATE, "name": split, "numBytes": str(sum(sh["bytes"] for sh in shards)),
+             "shardLengths": [str(sh["records"]) for sh in shards]}
+            for split, shards in sorted(splits.items())
         ],
         # as_supervised=True yields (image, label), as tfds.load(..., as_supervised=True) users expect
         "supervisedKeys": {"tuple": {"items": [{"featureKey": "image"}, {"featureKey": "label"}]}},
         "version": "1.0.0",
     }
-    features = json.dumps(features_json(len(class_names), channels, encoding), indent=4, sort_keys=True)
-    outdir.write_atomic("features.json", features.encode())
-    outdir.write_atomic("label.labels.txt", "".join(f"{c}\n" for c in class_names).encode("utf-8", "surrogateescape"))
-    outdir.write_atomic("dataset_info.json", json.dumps(info, indent=2, sort_keys=True).encode())
+    features = features_json(len(class_names), manifest["channels"], manifest["encoding"])
+    return {"features.json": json.dumps(features, indent=4, sort_keys=True).encode(),
+            "label.labels.txt": "".join(f"{c}\n" for c in class_names).encode("utf-8", "surrogateescape"),
+            "dataset_info.json": json.dumps(info, indent=2, sort_keys=True).encode()}
+
+
+def write_metadata(outdir: OutDir, manifest: dict[str, Any]) -> None:
+    """Write the TFDS metadata of the manifest about to be written (nothing when no split is loadable)."""
+    for name, data in metadata_files(manifest).items():
+        outdir.write_atomic(name, data)
