@@ -104,6 +104,16 @@ def test_split_expressions_on_a_prepared_dataset(prepared: Path, tmp_path: Path)
     assert res.split == "test" and res.sources == 4
 
 
+@pytest.mark.parametrize("split", ["train[3:1]", "train[50%:10%]", "train[:2]+test[3:1]"])
+def test_a_slice_that_ends_before_it_starts_is_a_usage_error(prepared: Path, tmp_path: Path, split: str) -> None:
+    for command in (["export"], ["tta", "--variants", "hflip"]):
+        res = run_cli(*command[:1], "tfds:photos", tmp_path / "out", *command[1:], "--data-dir", prepared,
+                      "--split", split, "--workers", "1")
+        assert res.exit_code == 2 and "ends before it starts" in res.output and "Traceback" not in res.output, \
+            res.output
+        assert not (tmp_path / "out").exists()
+
+
 def test_determinism_across_workers_with_mixing(prepared: Path, tmp_path: Path) -> None:
     over = {"copies": 2, "stages": [{"cutout": {"size": 0.3, "p": 0.7}}], "mix": {"method": "cutmix", "p": 0.5}}
     for workers, batch in ((1, 16), (2, 3)):

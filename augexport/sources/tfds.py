@@ -182,6 +182,19 @@ def feature_keys(builder: Any, image_key: str | None, label_key: str | None) -> 
     return image_key, label_key
 
 
+def _check_slices(builder: Any, split: str) -> None:
+    """A slice that ends before it starts (`train[20:10]`, `train[50%:10%]`): TFDS plans it as a
+    negative count and fails only while reading, with its own traceback."""
+    for part in split.split("+"):
+        try:
+            n = builder.info.splits[part.strip()].num_examples
+        except (ValueError, AssertionError, KeyError, TypeError):
+            continue  # as_dataset names what is wrong with it
+        if n < 0:
+            raise UsageError(f"--split {split!r}: {part.strip()!r} ends before it starts; accepted: slices "
+                             "[start:end] with start <= end (TFDS syntax: train, train[:10%], train[10:20], train+test)")
+
+
 def _spill(builder: Any, split: str, image_key: str, label_key: str, name: str,
            directory: str) -> tuple[list[SourceItem], str, list[tuple[str, str]]]:
     """One ordered pass over the split: encoded image bytes to `directory/images.bin`, items keep ranges."""
@@ -189,6 +202,7 @@ def _spill(builder: Any, split: str, image_key: str, label_key: str, name: str,
 
     decoders = tfds.decode.PartialDecoding({image_key: True, label_key: True},
                                            decoders={image_key: tfds.decode.SkipDecoding()})
+    _check_slices(builder, split)
     try:
         ds = builder.as_dataset(split=split, decoders=decoders, shuffle_files=False,
                                 read_config=tfds.ReadConfig(add_tfds_id=True))
