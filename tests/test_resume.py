@@ -135,6 +135,45 @@ def test_write_error_exits_1_and_finalizes_nothing(tmp_path: Path, monkeypatch: 
     assert not out.exists()  # the run created OUT, wrote nothing final, and removed it again
 
 
+@pytest.mark.parametrize("fmt", ["images", "both"])
+def test_disk_full_with_image_files_leaves_no_temporaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          fmt: str) -> None:
+    """A full disk fails the image writes and then the flush of the labels rows as the run aborts:
+    the temporary image folder must go all the same."""
+    from augexport.outdir import OutDir
+    from augexport.sinks import label_rows
+
+    src = make_class_folder(tmp_path / "src", {"a": 6, "b": 4})
+    real_put = OutDir.put
+    calls = {"n": 0}
+
+    def put(self: OutDir, name: str, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 5:
+            raise OSError(28, "No space left on device")
+        real_put(self, name, data)
+
+    def close(self: label_rows.FileRows) -> None:
+        self.f.close()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(OutDir, "put", put)
+    monkeypatch.setattr(label_rows.FileRows, "close", close)
+    out = tmp_path / "out"
+    args = ["--workers", "1", "--format", fmt, "--copies", "2", "--rotation-range", "5"]
+    res = CliRunner().invoke(main, ["export", str(src), str(out), *args])
+    assert res.exit_code == 1 and "No space left on device" in res.output, res.output
+    assert not out.exists()  # created by the run, so removed with everything in it
+    monkeypatch.undo()
+    assert CliRunner().invoke(main, ["export", str(src), str(out), "--workers", "1", "--format", fmt]).exit_code == 0
+    monkeypatch.setattr(OutDir, "put", put)
+    monkeypatch.setattr(label_rows.FileRows, "close", close)
+    calls["n"] = 0
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--split", "val", *args])
+    assert res.exit_code == 1, res.output
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["train"]  # no images/.tmp-val left
+
+
 def test_ctrl_c_with_workers_stops_everything_and_resumes(corpus: tuple[Path, Path], tmp_path: Path) -> None:
     """SIGINT to the whole process group (a terminal's Ctrl-C): exit 130 at once, no worker traceback,
     no worker left running, and --resume completes to the clean bytes."""

@@ -196,11 +196,15 @@ class ImageFolderWriter:
                 "labels_bytes": size}
 
     def abort(self) -> None:
-        if self._rows is not None:
-            self._rows.close()
-        self.outdir.remove(self.names.temp_images_dir)
-        if self.outdir.is_dir(IMAGES) and not self.outdir.entries(IMAGES):
-            self.outdir.remove(IMAGES)
+        """Remove the temporary folder, even where closing the rows fails (a full disk fails the
+        flush of their last lines)."""
+        try:
+            if self._rows is not None:
+                self._rows.close()
+        finally:
+            self.outdir.remove(self.names.temp_images_dir)
+            if self.outdir.is_dir(IMAGES) and not self.outdir.entries(IMAGES):
+                self.outdir.remove(IMAGES)
 
 
 def images_owner(outdir: OutDir, folder: str) -> str | None:
