@@ -190,6 +190,8 @@ def export_tta(source: str, out: str | os.PathLike[str], *, variants: str | Iter
     if "shuffle" in export_kw:
         raise UsageError("tta never shuffles: variants of one image are consecutive, in the order given")
     base = load_spec_file(config) if config else {}
+    if config:  # the whole file, as export checks it: a misspelt key or stage is named, not ignored
+        build_pipeline(base, source=str(config))
     entries = parse_variants(variants, config)
     size = parse_image_size(image_size if image_size is not None else base.get("image_size"),
                             "--image-size" if image_size is not None else "image_size")

@@ -342,3 +342,16 @@ def test_crops_of_a_few_pixels_are_refused_as_typos() -> None:
     with pytest.raises(UsageError, match="pixels of at least 8"):
         parse_variants("five_crop:2")
     assert parse_variants("five_crop:8")[0]["params"]["size"] == ["px", 8, 8]
+
+
+@pytest.mark.parametrize("text,named", [("stages: [{nope: {}}]\n", "unknown stage 'nope'"),
+                                        ("bogus_key: 1\n", "bogus_key: unknown key"),
+                                        ("seed: -3\n", "seed: -3 is out of range")])
+def test_tta_checks_its_whole_config_file_and_names_it(tmp_path: Path, text: str, named: str) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 2})
+    config = tmp_path / "pipe.yaml"
+    config.write_text(text)
+    res = CliRunner().invoke(main, ["tta", str(src), str(tmp_path / "out"), "--variants", "hflip", "--config",
+                                    str(config), "--workers", "1"])
+    assert res.exit_code == 2 and f"{config}: " in res.output and named in res.output, res.output
+    assert not (tmp_path / "out").exists()
