@@ -114,3 +114,15 @@ def test_class_folder_with_a_line_break_is_refused(tmp_path: Path) -> None:
     src = make_class_folder(tmp_path / "src", {"ok": 1, "two\nlines": 1})
     res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out")])
     assert res.exit_code == 2 and "line break" in res.output and "'two\\nlines'" in res.output
+
+
+def test_a_linked_class_folder_is_a_class_and_a_link_back_to_source_is_ignored(tmp_path: Path) -> None:
+    elsewhere = make_class_folder(tmp_path / "elsewhere", {"cats": 3})
+    src = make_class_folder(tmp_path / "src", {"dog": 2})
+    (src / "cat").symlink_to(elsewhere / "cats", target_is_directory=True)  # the layout Keras follows
+    (src / "up").symlink_to(tmp_path, target_is_directory=True)  # holds SOURCE: it would list SOURCE again
+    out = tmp_path / "out"
+    res = api.export(str(src), out, workers=1)
+    m = json.loads((out / "augexport.json").read_text())
+    assert m["class_names"] == ["cat", "dog"] and res.written == 5
+    assert m["splits"]["train"]["ignored"] == [{"path": "up/", "why": "a link to SOURCE or a folder holding it"}]

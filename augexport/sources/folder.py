@@ -31,8 +31,8 @@ class Walk:
 
 
 def _walk_files(root: Path, prefix: str = "") -> Walk:
-    """Every image-named file under root, sorted. Symlinked directories are not followed (no loops);
-    symlinked files are read. Hidden entries and other extensions are listed as ignored; folders
+    """Every image-named file under root, sorted. Symlinked directories below root are not followed
+    (no loops); symlinked files are read. Hidden entries and other extensions are listed as ignored; folders
     that cannot be read are problems (they may hold images)."""
     walk = Walk()
 
@@ -69,10 +69,24 @@ def _fingerprint(entries: list[tuple[str, int, str]]) -> str:
     return h.hexdigest()
 
 
+def _class_folders(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """(class names, ignored entries). A class folder may be a link to a folder elsewhere (as Keras'
+    `image_dataset_from_directory` follows it); inside one, links to folders are not followed, and
+    a link back to SOURCE or a folder holding it is ignored (it would list SOURCE again)."""
+    classes, ignored = [], []
+    here = root.resolve()
+    for d in root.iterdir():
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        if d.is_symlink() and here.is_relative_to(d.resolve()):
+            ignored.append((f"{d.name}/", "a link to SOURCE or a folder holding it"))
+            continue
+        classes.append(d.name)
+    return sorted(classes), ignored
+
+
 def list_class_folders(root: Path, name: str) -> SourceListing:
-    classes = sorted(
-        d.name for d in root.iterdir() if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")
-    )
+    classes, ignored = _class_folders(root)
     if not classes:
         raise UsageError(f"SOURCE {root} has no class sub-folders (expected root/<class>/<image>); "
                          "for a flat folder pass --labels labels.csv")
@@ -81,7 +95,7 @@ def list_class_folders(root: Path, name: str) -> SourceListing:
         raise UsageError(f"SOURCE {root}: class folder {odd[0]!r} has a line break in its name; rename it")
     items: list[SourceItem] = []
     entries = []
-    listing = Walk()
+    listing = Walk(ignored=ignored)
     for index, cls in enumerate(classes):
         walk = _walk_files(root / cls, f"{cls}/")
         listing.ignored += walk.ignored
