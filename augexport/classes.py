@@ -93,6 +93,10 @@ def check_classes(classes: Mapping[str, ClassOverride], class_names: Sequence[st
                               f"{name!r} already written (include_original: true); accepted: >= {n}", source=source)
         if target > floor and n == 0:
             raise ConfigError(f"classes.{name}.target_count", f"class {name!r} has no images to augment", source=source)
+        if target - floor > n * MAX_COPIES:  # as `copies`: a block holds every copy of its images
+            raise ConfigError(f"classes.{name}.target_count", f"{target} needs more than {MAX_COPIES} augmented "
+                              f"copies of each of the {n} images of class {name!r}; accepted: <= "
+                              f"{floor + n * MAX_COPIES}", source=source)
 
 
 def check_class_names(classes: Mapping[str, ClassOverride], class_names: Sequence[str],

@@ -93,6 +93,8 @@ def test_class_plans_on_beam_match_the_local_runner(folder: Path, tmp_path: Path
     ({"dgo": {"copies": 1}}, "classes: unknown class name(s) 'dgo'; accepted (the source's classes): bird, cat, dog"),
     ({"dog": {"target_count": 4}}, "classes.dog.target_count: 4 is below the 6 originals of class 'dog'"),
     ({"dog": {"copies": 1, "target_count": 9}}, "classes.dog: copies and target_count are exclusive"),
+    ({"dog": {"target_count": 6 + 6 * 10000 + 1}},  # beyond `copies`' limit per image (was an OOM kill)
+     "classes.dog.target_count: 60007 needs more than 10000 augmented copies of each of the 6 images"),
     ({"dog": {"stages_mode": "append"}}, "classes.dog.stages_mode: applies to the class's own stages"),
     ({"dog": {"stages_mode": "merge", "stages": []}}, "classes.dog.stages_mode: 'merge' is not accepted; accepted: replace, append"),
     ({"dog": {"copeis": 2}}, "classes.dog.copeis: unknown key; accepted: stages, stages_mode, copies, target_count"),
