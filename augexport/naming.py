@@ -75,16 +75,21 @@ def is_plain_name(name: object) -> bool:
             and "\\" not in name and "\x00" not in name)
 
 
+# A shard's name holds both (`{DATASET}-{SPLIT}.tfrecord-00000-of-00001`, its temporary a prefix
+# more): 100 characters each keeps every name in OUT under the 255 bytes a file name may have.
+MAX_NAME_CHARS = 100
+
+
 def valid_split(split: object) -> bool:
-    return isinstance(split, str) and SPLIT_RE.fullmatch(split) is not None
+    return isinstance(split, str) and len(split) <= MAX_NAME_CHARS and SPLIT_RE.fullmatch(split) is not None
 
 
 def dataset_name(name: str) -> str:
-    """A TFDS-valid dataset name: lower snake case, starting with a letter."""
+    """A TFDS-valid dataset name: lower snake case, starting with a letter, at most MAX_NAME_CHARS."""
     clean = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
     if not clean or not clean[0].isalpha():
         clean = f"ds_{clean}" if clean else "dataset"
-    return clean
+    return clean[:MAX_NAME_CHARS].rstrip("_")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import codec
 from .errors import UsageError
-from .naming import valid_split
+from .naming import MAX_NAME_CHARS, valid_split
 from .sources import DEFAULT_MAX_FILE_BYTES
 from .sources.arrays import ArrayOptions, array_channels, is_array_source
 from .sources.tfds import output_split_name
@@ -131,9 +131,13 @@ class ExportOptions:
         if not 1 <= self.quality <= 100:
             raise UsageError(f"--quality {self.quality} is out of range; accepted: 1..100")
         self._check_counts()
+        if self.split == "":
+            raise UsageError("--split '' is not a valid split name; accepted: letters, digits and _ "
+                             f"(at most {MAX_NAME_CHARS}), or leave it out for train")
         self.split = self.split or "train"
         if not valid_split(self.base_split(source)):
-            raise UsageError(f"--split {self.split!r} is not a valid split name; accepted: letters, digits and _")
+            raise UsageError(f"--split {self.split[:120]!r} is not a valid split name; accepted: letters, digits and _ "
+                             f"(at most {MAX_NAME_CHARS})")
         self._check_exclusive(source)
         if self.runner == "beam" and self.device == "gpu":
             raise UsageError("--device gpu is not available with --runner beam in this version (Beam workers mix in "
@@ -148,9 +152,10 @@ class ExportOptions:
             raise UsageError(f"--beam-option {self.beam_options[0]} applies with --runner beam only")
         if self.data_dir is not None and not str(source).startswith("tfds:"):
             raise UsageError(f"--data-dir {self.data_dir} applies to tfds: sources only (SOURCE is {source})")
-        if self.name is not None and (not self.name.strip() or any(c in self.name for c in "/\\")):
-            raise UsageError(f"--name {self.name!r} is not accepted; accepted: a dataset name (letters, digits, _), "
-                             "not a path")
+        if self.name is not None and (not self.name.strip() or any(c in self.name for c in "/\\")
+                                      or len(self.name) > MAX_NAME_CHARS):
+            raise UsageError(f"--name {self.name[:120]!r} is not accepted; accepted: a dataset name (letters, digits, "
+                             f"_; at most {MAX_NAME_CHARS}), not a path")
 
     def _check_counts(self) -> None:
         if self.num_shards is not None and self.num_shards < 1:

@@ -23,12 +23,15 @@ def test_invalid_manifest_is_a_usage_error(tmp_path: Path) -> None:
     (["--label-smoothing", "nan"], "finite number"),
     (["--mix", "cutmix", "--mix-alpha", "inf"], "finite number"),
     (["--max-pixels", "0"], "--max-pixels 0 is not accepted"),
+    (["--split", "s" * 101], "(at most 100)"),  # with the dataset name, a shard name past 255 bytes
+    (["--name", "n" * 101], "at most 100"),
+    (["--split", ""], "--split '' is not a valid split name"),
 ])
 def test_bad_flag_values_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
     src = make_class_folder(tmp_path / "src", {"a": 2})
     res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--workers", "1", *args])
-    assert res.exit_code == 2 and needle in res.output
-    assert not (tmp_path / "out" / "augexport.json").exists()
+    assert res.exit_code == 2 and needle in res.output, res.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_stage_that_cannot_work_with_the_channels_is_exit_2_before_work(tmp_path: Path) -> None:
@@ -51,3 +54,10 @@ def test_missing_imgaug_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     with pytest.raises(Exception) as info:
         imgaug_compat.import_imgaug()
     assert "requirements/imgaug.txt" in str(info.value) and getattr(info.value, "exit_code", None) == 2
+
+
+def test_a_long_source_folder_name_makes_a_dataset_name_that_fits(tmp_path: Path) -> None:
+    src = make_class_folder(tmp_path / ("Q" * 200), {"a": 2})
+    res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "out" / "augexport.json").read_text())["name"] == "q" * 100
