@@ -57,7 +57,7 @@ from .sinks.tfrecord import ShardInfo, ShardWriter, rename_final
 from .sources import SourceListing
 from .sources.arrays import is_array_source
 from .sources.open import open_source
-from .targets import make_out_dir
+from .targets import make_out_dir, remove_made_parents
 from .worker import Job
 
 
@@ -141,8 +141,10 @@ class ExportRun:
         except OSError as exc:  # OUT stopped being writable (a full disk, a vanished mount) outside the writers
             raise ExportFailed(f"cannot write in {self.out}: {exc.strerror or exc}; nothing was finalized") from None
         except BaseException:
-            if created and not [e for e in self.outdir.entries() if not is_spool(e)]:
+            if created is not None and not [e for e in self.outdir.entries() if not is_spool(e)]:
                 self.outdir.remove_root()
+                if not self.outdir.remote:
+                    remove_made_parents(Path(self.outdir.location), created)
             raise
         finally:
             if self.listing is not None:
@@ -489,14 +491,14 @@ class ExportRun:
                 pass
 
 
-def _make_dir(outdir: OutDir) -> bool:
-    """Create OUT (and its parents) when missing; True when this run created it. Every reason it
+def _make_dir(outdir: OutDir) -> Path | None:
+    """Create OUT (and its parents) when missing; the topmost folder this run created, or None. Every reason it
     cannot be used (a file in the way, a dangling link, a name too long, a place that refuses
     writes) is a usage error before any work (targets.make_out_dir). An object-store prefix needs
     no creating: it is checked (reachable, bucket there) instead."""
     if outdir.remote:
         outdir.prepare()
-        return False
+        return None
     return make_out_dir(Path(outdir.location))
 
 

@@ -50,9 +50,10 @@ def probe_writable(folder: Path, what: str) -> None:
     os.unlink(probe)
 
 
-def make_out_dir(out: Path) -> bool:
-    """Create OUT (and its parents) when missing, after checking that it can be; True when this
-    call created it. An existing OUT must be a writable directory."""
+def make_out_dir(out: Path) -> Path | None:
+    """Create OUT (and its parents) when missing, after checking that it can be; the topmost folder
+    this call created (OUT or a parent of it), None when OUT was there. An existing OUT must be a
+    writable directory."""
     st = _lstat(out, "OUT")
     if st is not None and os.path.islink(out) and not out.exists():
         raise UsageError(f"OUT {out} is a symbolic link to {os.readlink(out)}, which does not exist; remove the "
@@ -61,7 +62,7 @@ def make_out_dir(out: Path) -> bool:
         if not out.is_dir():
             raise UsageError(f"OUT {out} exists and is not a directory")
         probe_writable(out, f"OUT {out}")
-        return False
+        return None
     existing = next(p for p in out.absolute().parents if _lstat(p, "OUT") is not None)
     if not existing.is_dir():
         raise UsageError(f"OUT {out} cannot be created: {existing} is a file, not a directory")
@@ -70,7 +71,19 @@ def make_out_dir(out: Path) -> bool:
         out.mkdir(parents=True)
     except OSError as exc:
         raise UsageError(f"OUT {out} cannot be created: {_why(out, exc)}") from None
-    return True
+    return existing / out.absolute().relative_to(existing).parts[0]
+
+
+def remove_made_parents(out: Path, top: Path) -> None:
+    """After OUT itself was removed: the empty folders above it up to `top`, which `make_out_dir`
+    created for it (a failed run leaves the filesystem as it found it)."""
+    folder = out.absolute().parent
+    while folder == top or top in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something else wrote there since), or gone
+            return
+        folder = folder.parent
 
 
 def check_output_file(path: Path, flag: str) -> None:

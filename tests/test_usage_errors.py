@@ -61,3 +61,12 @@ def test_a_long_source_folder_name_makes_a_dataset_name_that_fits(tmp_path: Path
     res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--workers", "1"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "out" / "augexport.json").read_text())["name"] == "q" * 100
+
+
+def test_a_failed_run_removes_the_parent_folders_it_made_for_out(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "there").mkdir()
+    res = CliRunner().invoke(main, ["export", str(tmp_path / "empty"), str(tmp_path / "there" / "p" / "q" / "out")])
+    assert res.exit_code == 2 and "no class sub-folders" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "there"]
+    assert list((tmp_path / "there").iterdir()) == []  # p/q/ went with OUT; what was there stays
