@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .classes import ClassOverride, build_classes
+from .classes import MAX_COPIES, ClassOverride, build_classes
 from .errors import ConfigError, UsageError
 from .fs import is_url, read_bytes
 from .mixing import Mixing, build_mixing
@@ -143,7 +143,7 @@ def _build(spec: Mapping[str, Any], source: str | None) -> Pipeline:
     classes = build_classes(spec.get("classes"), "classes")
     default_copies = 1 if (stages or mix) else 0
     copies = spec.get("copies")
-    copies = default_copies if copies is None else number(0, 10000, integer=True)(copies, "copies")
+    copies = default_copies if copies is None else number(0, MAX_COPIES, integer=True)(copies, "copies")
     include_original = boolean(spec.get("include_original", True), "include_original")
     image_size = parse_image_size(spec.get("image_size"))
     some_copies = copies > 0 or any((c.copies or 0) > 0 or c.target_count is not None for c in classes.values())

@@ -180,11 +180,22 @@ def test_usage_errors_exit_2_naming_the_flag(tmp_path: Path, pipelines: dict[str
     ("no/such/folder", "SOURCE no/such/folder does not exist"),
     ("sklearn:iris", "SOURCE 'sklearn:iris' is not accepted"),
     ("tfds:no_such_dataset_here", "is neither a registered TFDS dataset"),
+    ("npz:{tmp}/arrays.npz", "is not accepted by compare; accepted: a class-folder directory"),
+    ("{tmp}/one", "compare trains a classifier, and it has 1 class (only); accepted: 2 or more"),
 ])
 def test_an_unknown_source_exits_2(tmp_path: Path, source: str, message: str) -> None:
-    res = run_cli("compare", source, tmp_path / "out", "--quiet")
-    assert res.exit_code == 2 and message in res.output
+    make_class_folder(tmp_path / "one", {"only": 4})
+    (tmp_path / "arrays.npz").write_bytes(b"")  # named, never read
+    res = run_cli("compare", source.format(tmp=tmp_path), tmp_path / "out", "--quiet")
+    assert res.exit_code == 2 and message in res.output, res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_split_that_leaves_no_validation_image_makes_no_out(tmp_path: Path) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 3, "b": 3})
+    res = run_cli("compare", src, tmp_path / "new" / "out", "--val-fraction", "0.001", "--quiet")
+    assert res.exit_code == 2 and "leaves no validation image" in res.output
+    assert not (tmp_path / "new" / "out").exists()
 
 
 def test_a_non_empty_out_needs_overwrite_and_overwrite_needs_a_compare_run(tmp_path: Path, tiny_run: Path) -> None:

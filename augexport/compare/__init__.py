@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..classes import MAX_COPIES
 from ..errors import UsageError
 from ..pipeline import parse_image_size
-from .split import DIGITS
+from .split import DIGITS, split_items
 
 # Digits: no flips (a mirrored 2 or 5 is not a digit), small rotations, shifts and zooms; fill with
 # the black background (`nearest` would smear strokes that touch the border).
@@ -119,7 +120,7 @@ def check_settings(epochs: int, repeats: int, val_fraction: float, train_per_cla
             ("--batch-size", batch_size, batch_size >= 1, "an integer >= 1"),
             ("--filters", filters, filters >= 1, "an integer >= 1"),
             ("--learning-rate", learning_rate, learning_rate > 0, "a number > 0"),
-            ("--copies", copies, copies is None or copies >= 0, "an integer >= 0")):
+            ("--copies", copies, copies is None or 0 <= copies <= MAX_COPIES, f"an integer in [0, {MAX_COPIES}]")):
         if not ok:
             raise UsageError(f"{flag} {value} is not accepted; accepted: {accepted}")
 
@@ -138,8 +139,11 @@ def check_source(source: str, data_dir: str | None) -> Any:
     (reading spills into OUT, which does not exist yet); the digits need nothing."""
     if source == DIGITS:
         return None
-    if source.startswith("sklearn:"):
-        raise UsageError(f"SOURCE {source!r} is not accepted; accepted: a class-folder directory, tfds:NAME, {DIGITS}")
+    from ..sources.arrays import is_array_source
+
+    if source.startswith("sklearn:") or is_array_source(source):
+        raise UsageError(f"SOURCE {source!r} is not accepted by compare; accepted: a class-folder directory, "
+                         f"tfds:NAME, {DIGITS}")
     if source.startswith("tfds:"):
         from ..sources.tfds import open_builder
 
@@ -150,8 +154,8 @@ def check_source(source: str, data_dir: str | None) -> Any:
     return list_folder(source)
 
 
-def prepare_out(out: Path, source: str, overwrite: bool) -> None:
-    """An empty (or new) OUT; with --overwrite, a previous compare run's own entries are replaced."""
+def check_out(out: Path, source: str, overwrite: bool) -> None:
+    """OUT can take this run: not inside SOURCE, and empty, new, or (--overwrite) an earlier run's."""
     if source != DIGITS and not source.startswith("tfds:") and Path(source).is_dir():
         src, dst = Path(source).resolve(), out.resolve()
         if dst == src or src in dst.parents:
@@ -163,6 +167,12 @@ def prepare_out(out: Path, source: str, overwrite: bool) -> None:
             raise UsageError(f"OUT {out} is not empty; pass --overwrite to replace a previous compare run")
         if not (out / MARKER).exists():
             raise UsageError(f"--overwrite: OUT {out} is not empty and holds no earlier compare run; choose an empty OUT")
+
+
+def prepare_out(out: Path, source: str, overwrite: bool) -> None:
+    """An empty (or new) OUT; with --overwrite, a previous compare run's own entries are replaced."""
+    check_out(out, source, overwrite)
+    if out.exists() and any(out.iterdir()):
         for name in OWN_ENTRIES:
             path = out / name
             if path.is_dir() and not path.is_symlink():
@@ -196,12 +206,21 @@ def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str]
     quiet_tensorflow()  # before anything imports TensorFlow (a tfds source, or mixing on --device auto)
     listing = check_source(source, data_dir)
     out = Path(out)
+    check_out(out, source, overwrite)
+    if listing is not None:  # a folder: its split is checked before OUT is made
+        split_items(listing, seed, val_fraction, train_per_class)
+    created = not out.exists()
     prepare_out(out, source, overwrite)
     t0 = time.perf_counter()
     exp = Experiment(source, out, variants, resolved, seed=seed, val_fraction=val_fraction,
                      train_per_class=train_per_class, split=split, data_dir=data_dir, workers=workers,
                      command=command or ["augexport.compare.run_compare"], log=log or (lambda _msg: None))
-    exp.prepare(listing)
+    try:
+        exp.prepare(listing)
+    except UsageError:  # a TFDS split read into OUT that cannot be split: OUT goes if this run made it
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     exp.export_all()
     exp.train_all(epochs=epochs, repeats=repeats, batch_size=batch_size, filters=filters,
                   learning_rate=learning_rate, progress=progress)

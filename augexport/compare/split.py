@@ -41,6 +41,9 @@ class Split:
 def split_items(listing: SourceListing, seed: int, val_fraction: float, train_per_class: int | None) -> Split:
     """Hash split; then at most `train_per_class` training images per class (lowest hashes first)."""
     tfds = listing.kind == "tfds"
+    if len(listing.class_names) < 2:
+        raise UsageError(f"SOURCE {listing.location}: compare trains a classifier, and it has "
+                         f"{len(listing.class_names)} class ({', '.join(listing.class_names)}); accepted: 2 or more")
 
     def key(item: SourceItem) -> float:
         # a repeated TFDS example is the same image: it must hash like its first occurrence
