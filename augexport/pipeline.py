@@ -21,7 +21,7 @@ from .resize import KEYS as RESIZE_KEYS
 from .resize import ResizeMode, resize_mode
 from .rng import example_rng
 from .spec import boolean, close_matches, number
-from .specfile import MAX_CONFIG_BYTES, parse_config, read_config_bytes
+from .specfile import MAX_CONFIG_BYTES, load_yaml, parse_config, read_config_bytes
 from .stages import builtin_stage
 
 TOP_KEYS = ("version", "seed", "copies", "include_original", "image_size", *RESIZE_KEYS, "stages", "mix",
@@ -205,13 +205,13 @@ def parse_flag_value(text: Any) -> Any:
 
     if "," in text and not text.lstrip().startswith(("[", "{")):
         try:
-            items = yaml.safe_load(f"[{text}]")
+            items = load_yaml(f"[{text}]")
         except yaml.YAMLError:
             items = None
         if isinstance(items, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
             return items
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 

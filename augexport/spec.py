@@ -40,14 +40,14 @@ def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) 
 
 
 def _text_number_hint(value: Any) -> str:
-    """YAML 1.1 (PyYAML) reads `1e3` (no dot) as a string: say how to write it."""
+    """A number given as text (quoted in YAML, a string in JSON): say so."""
     if not isinstance(value, str):
         return ""
     try:
         float(value)
     except ValueError:
         return ""
-    return " (text: YAML reads exponents without a dot, like 1e3, as text; write 1.0e3 or 1000)"
+    return " (it is text: write the number without quotes)"
 
 
 def number(lo: float | None = None, hi: float | None = None, *, integer: bool = False,

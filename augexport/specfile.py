@@ -114,15 +114,42 @@ def _check_plain(data: Any) -> None:
             stack.extend((v, depth + 1) for v in value)
 
 
+# YAML 1.1 (PyYAML) reads an exponent without a dot or a sign (`1e3`, `1.0e3`) as text; YAML 1.2
+# and JSON read it as a number, and so does every user who types `--rotation-range 1e1`.
+_EXPONENT = r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"
+_LOADER: Any = None
+
+
+def yaml_loader() -> Any:
+    """yaml.SafeLoader that also reads exponent forms as floats (built once, on first use)."""
+    global _LOADER
+    if _LOADER is None:
+        import re
+
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_EXPONENT), list("-+0123456789."))
+        _LOADER = Loader
+    return _LOADER
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load` with exponent forms read as floats (flag values, small snippets)."""
+    import yaml
+
+    return yaml.load(text, Loader=yaml_loader())  # noqa: S506 (a SafeLoader subclass)
+
+
 def parse_config(text: str, json_file: bool) -> Any:
     """Parse YAML or JSON text within the bounds; parser errors propagate as they are."""
     if json_file:
         data = json.loads(text, object_pairs_hook=_unique_pairs)
         _check_plain(data)
         return data
-    import yaml
-
-    loader = yaml.SafeLoader(text)
+    loader = yaml_loader()(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -24,7 +24,7 @@ from .stages.tta import CORNERS, DIHEDRAL, INVERSE, VariantError, crop_box
 
 VOCABULARY = ("identity", "hflip", "vflip", "rot90", "rot180", "rot270", "transpose", "transverse", "d4",
               "five_crop:S", "ten_crop:S", "scale:F", "shift:DY,DX", "brightness:F", "random:N[@pipeline.yaml]")
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)"
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
 def _fmt(x: float) -> str:

@@ -93,11 +93,26 @@ def test_duplicate_keys_in_a_pipeline_file_are_refused(tmp_path: Path) -> None:
     assert "appears twice" not in res.output  # a merge key is not a duplicate
 
 
-def test_an_exponent_yaml_reads_as_text_gets_a_hint(tmp_path: Path) -> None:
+def test_exponents_are_numbers_in_files_and_flags_and_quoted_numbers_get_a_hint(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads `1e1` and `1.0e1` as text; augexport reads them as YAML 1.2 and JSON do."""
+    from tests.helpers import shard_hashes
+
     src = make_class_folder(tmp_path / "src", {"a": 2})
-    (tmp_path / "p.yaml").write_text("stages:\n  - keras: {rotation_range: 1e3}\n")
-    res = _run("export", str(src), str(tmp_path / "out"), "--config", str(tmp_path / "p.yaml"))
-    assert res.exit_code == 2 and "write 1.0e3 or 1000" in res.output
+    outs = []
+    for i, text in enumerate(["rotation_range: 10", "rotation_range: 1e1", "rotation_range: 1.0e1"]):
+        (tmp_path / f"p{i}.yaml").write_text(f"stages:\n  - keras: {{{text}}}\n")
+        res = _run("export", str(src), str(tmp_path / f"out{i}"), "--config", str(tmp_path / f"p{i}.yaml"),
+                   "--workers", "1")
+        assert res.exit_code == 0, res.output
+        outs.append(shard_hashes(tmp_path / f"out{i}"))
+    for i, value in ((3, "10"), (4, "1e1")):  # the flag, without a file
+        res = _run("export", str(src), str(tmp_path / f"out{i}"), "--rotation-range", value, "--workers", "1")
+        assert res.exit_code == 0, res.output
+        outs.append(shard_hashes(tmp_path / f"out{i}"))
+    assert outs[1] == outs[0] and outs[2] == outs[0] and outs[4] == outs[3]
+    (tmp_path / "q.yaml").write_text('copies: "3"\n')
+    res = _run("export", str(src), str(tmp_path / "outq"), "--config", str(tmp_path / "q.yaml"))
+    assert res.exit_code == 2 and "(it is text: write the number without quotes)" in res.output, res.output
 
 
 def test_tta_shift_out_of_the_frame_and_a_repeated_flip(tmp_path: Path) -> None:
