@@ -275,10 +275,12 @@ class Renderer:
         """Encode and frame one record; `image` is already mixed by `steps`; `encoded`: its bytes
         when they are already known (an unchanged original's own JPEG stream). Shared by the worker
         and the main-process batch stage, so both write the same record. An empty CutMix box
-        pastes nothing (lambda 1): that step does not count as mixing."""
-        params = [*params, *(s.entry for s in steps)]
-        mixing = [(s.partner_label, s.entry["lambda"]) for s in steps if s.entry["lambda"] < 1.0]
+        pastes nothing (lambda 1): that step does not count as mixing, and names its partner in its
+        params entry, since mix_source_id names that of the first step that mixed."""
         first = next((s for s in steps if s.entry["lambda"] < 1.0), None)
+        params = [*params, *(s.entry if s is first or "partner_source_id" in s.entry
+                             else {**s.entry, "partner_source_id": s.partner_id} for s in steps)]
+        mixing = [(s.partner_label, s.entry["lambda"]) for s in steps if s.entry["lambda"] < 1.0]
         if encoded is None:
             encoded = codec.encode(image, self.job.encoding, self.job.quality)
         record = Record(

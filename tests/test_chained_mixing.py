@@ -49,7 +49,8 @@ def test_cutmix_then_mixup_soft_labels_are_the_exact_composition(folder: Path, t
             continue
         assert [m["method"] for m in mixes] == ["cutmix", "mixup"]
         sid = r["source_id"][0].decode()
-        assert "partner_source_id" not in mixes[0]  # the first entry's partner is the record's mix_source_id
+        # the first entry's partner is the record's mix_source_id, unless its box was empty (lambda 1)
+        assert ("partner_source_id" in mixes[0]) == (mixes[0]["lambda"] == 1.0)
         mixup_partner = mixes[1]["partner_source_id"]
 
         def augmented(source: str, copy: int) -> np.ndarray:  # a partner's own augmented copy
@@ -150,3 +151,30 @@ def test_bad_mix_entries_exit_2_naming_the_path(folder: Path, tmp_path: Path, mi
     res = CliRunner().invoke(main, ["export", str(folder), str(tmp_path / "out"), "--config", str(config)])
     assert res.exit_code == 2 and needle in res.output, res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_cutmix_box_names_its_partner_and_does_not_count_as_mixed(tmp_path: Path) -> None:
+    """Beta(0.1, 0.1) draws lambda near 1 often: on 8x8 images the box then rounds to no pixels."""
+    import augexport
+
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8), np.arange(40) % 4
+    mix = [{"method": "cutmix", "alpha": 0.1, "p": 1.0}, {"method": "cutmix", "alpha": 0.1, "p": 1.0}]
+    augexport.export_arrays(x, y, tmp_path / "out", workers=1, overrides={"copies": 2, "mix": mix})
+    empty = mixed = 0
+    for rec in read_records(tmp_path / "out"):
+        steps = [p for p in json.loads(rec["params"][0]) if p["stage"] == "mix"]
+        mix_id = rec["mix_source_id"][0].decode()
+        first = next((s for s in steps if s["lambda"] < 1.0), None)
+        for s in steps:
+            assert s is first or s["partner_source_id"]  # every partner can be found from the record
+        if first is not None:
+            mixed += 1
+            assert "partner_source_id" not in first or first["partner_source_id"] == mix_id
+            assert mix_id and rec["mix_lambda"][0] == np.float32(first["lambda"])
+        empty += sum(s["lambda"] == 1.0 for s in steps)
+        if first is None:
+            assert mix_id == "" and rec["mix_lambda"][0] == 1.0
+    assert empty > 5 and mixed > 5
+    counts = json.loads((tmp_path / "out" / "augexport.json").read_text())["splits"]["train"]["counts"]
+    assert counts["mixed"] == mixed
