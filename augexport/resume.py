@@ -278,8 +278,10 @@ def retire(outdir: OutDir, manifest: dict[str, Any] | None, replaces: list[str],
         outdir.unlink(MANIFEST)
     elif split in manifest["splits"]:
         from .manifest import write_manifest  # only when a split is replaced
+        from .sinks.tfds_meta import write_metadata
 
         rest = {**manifest, "splits": {k: v for k, v in manifest["splits"].items() if k != split}}
+        write_metadata(outdir, rest)  # TFDS must not list the split either
         write_manifest(outdir, rest)
     for name in replaces:
         outdir.remove(name)

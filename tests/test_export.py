@@ -296,3 +296,17 @@ def test_overwrite_that_fails_keeps_the_old_split(tmp_path: Path) -> None:
     after = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert after == before
     assert CliRunner().invoke(main, ["inspect", str(out), "--verify"]).exit_code == 0
+
+
+def test_tfds_metadata_follows_the_splits_an_overwrite_leaves(small_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    api.export(str(small_folder), out, workers=1)
+    api.export(str(small_folder), out, workers=1, split="test")
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert sorted(s["name"] for s in info["splits"]) == ["test", "train"]
+    api.export(str(small_folder), out, workers=1, split="test", compression="gzip", overwrite=True)
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert [s["name"] for s in info["splits"]] == ["train"]  # gzip shards are not TFDS-loadable
+    api.export(str(small_folder), out, workers=1, compression="gzip", overwrite=True)
+    assert not (out / "dataset_info.json").exists() and not (out / "features.json").exists()
+    assert run_cli("inspect", out, "--verify").exit_code == 0

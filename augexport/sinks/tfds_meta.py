@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from .. import __version__
-from ..naming import MANIFEST, TFDS_TEMPLATE
+from ..naming import MANIFEST, TFDS_METADATA, TFDS_TEMPLATE
 from ..outdir import OutDir
 
 
@@ -77,6 +77,11 @@ def metadata_files(manifest: dict[str, Any]) -> dict[str, bytes]:
 
 
 def write_metadata(outdir: OutDir, manifest: dict[str, Any]) -> None:
-    """Write the TFDS metadata of the manifest about to be written (nothing when no split is loadable)."""
-    for name, data in metadata_files(manifest).items():
+    """Write the TFDS metadata of the manifest about to be written; where no split is loadable any
+    more, remove what an earlier run wrote (it would describe splits that are gone)."""
+    files = metadata_files(manifest)
+    for name, data in files.items():
         outdir.write_atomic(name, data)
+    if not files:
+        for name in TFDS_METADATA:
+            outdir.unlink(name)
