@@ -32,8 +32,8 @@ class Walk:
 
 def _walk_files(root: Path, prefix: str = "") -> Walk:
     """Every image-named file under root, sorted. Symlinked directories below root are not followed
-    (no loops); symlinked files are read. Hidden entries and other extensions are listed as ignored; folders
-    that cannot be read are problems (they may hold images)."""
+    (no loops); symlinked files are read. Hidden entries and other extensions are listed as
+    ignored; folders that cannot be read are problems (they may hold images)."""
     walk = Walk()
 
     def unreadable(err: OSError) -> None:
