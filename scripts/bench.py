@@ -152,8 +152,8 @@ def cpu_seconds() -> float:
 
 
 class Timed:
-    """Wall and CPU seconds of a row's work. CPU is the box's other tenants' noise taken out of
-    the picture: steal time and descheduling stretch the wall clock, not the CPU a row used."""
+    """Wall and CPU seconds of a row's work. Steal time and waiting for a core stretch the wall
+    clock, not the CPU a row used (contention for caches and memory still inflates both)."""
 
     def __init__(self) -> None:
         self.wall, self.cpu = time.perf_counter(), cpu_seconds()
@@ -566,7 +566,7 @@ def report_ratios(rate: dict[tuple[str, int], float], workers: list[int]) -> Non
 
 def report_cpu(cpu_ms: dict[tuple[str, int], float], workers: list[int], rows: str) -> None:
     """CPU per image (the row's process and its workers, start-up included) and the floor's CPU
-    over the row's: the work each row costs, which the other tenants' load does not stretch as it
+    over the row's: the work each row costs, which waiting for a core does not stretch as it
     stretches the wall clock. A cross-check for the throughput ratios, not a target of its own."""
     print("\nMedian CPU per image (ms, all of a row's processes) and (a)'s CPU / the row's")
     print(f"{'row':<52}" + "".join(f"{f'{w}w ms':>9}{'(a)/row':>9}" for w in workers))
