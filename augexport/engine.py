@@ -238,6 +238,10 @@ def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collect
     owner = pixel_share.new_owner()
     try:
         yield from _pool_loop(ctx, tasks, collect, job, workers, batch_size, finish_block, owner)
+    except OSError as exc:  # the pool's own pipes and segments, never OUT (the sinks write between yields)
+        raise WorkerDied(f"the worker processes could not be started or their results not read "
+                         f"({exc.strerror or exc}); finished shards were kept: rerun with --resume, or with "
+                         "--workers 1 to render in this process") from None
     finally:  # results a stopped pool never delivered would hold /dev/shm until this process exits
         pixel_share.remove_owner(owner)
 

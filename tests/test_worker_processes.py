@@ -113,3 +113,24 @@ def test_workers_import_opencv_and_pil_only_when_a_stage_or_codec_needs_them(tmp
         assert [len(o.records) for o in outs] == [1, 1, 1] and all(r.framed for o in outs for r in o.records)
         assert pool.submit(worker_probe.loaded, ["cv2", "PIL"]).result() == []
         assert pool.submit(worker_probe.opencv_threads).result() == 1
+
+
+@pytest.mark.parametrize("interpreter", ["/nonexistent/python", "exits"])
+def test_workers_that_cannot_start_are_named_as_such_not_as_a_write_error(tmp_path: Path, interpreter: str) -> None:
+    """A worker interpreter that is missing or exits at once (a user who may not run it, a broken
+    environment) is a run failure about the workers, exit 1, never a 'write error in OUT'."""
+    if interpreter == "exits":
+        fake = tmp_path / "python"
+        fake.write_text("#!/bin/sh\nexit 3\n")
+        fake.chmod(0o755)
+        interpreter = str(fake)
+    src = make_class_folder(tmp_path / "src", {"a": 40, "b": 40}, size=(16, 16))
+    code = (f"import multiprocessing.spawn as s; s.set_executable({interpreter!r}); "
+            "from augexport.__main__ import main; main()")
+    res = subprocess.run([sys.executable, "-c", code, "export", str(src), str(tmp_path / "out"), "--workers", "2",
+                          "--batch-size", "4"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert res.returncode == 1, res.stderr
+    # (with no interpreter at all, multiprocessing's own exit handlers may still complain after it)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "write error" not in errors[0], res.stderr
+    assert "worker process" in errors[0] and "--resume" in errors[0], res.stderr
