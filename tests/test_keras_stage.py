@@ -95,6 +95,19 @@ def test_spline_order_3_falls_back_to_scipy(idg) -> None:
     assert close_fraction(st.apply(image, params), ref, 1) >= 0.99
 
 
+@pytest.mark.parametrize("order", [2, 3, 5])
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect", "wrap"])
+def test_spline_warps_that_overshoot_take_keras_brightness_rescale(idg, order: int, fill_mode: str) -> None:
+    """A spline warp overshoots 0..255; Keras' apply_brightness_shift then stretches the image's
+    min..max onto 0..255 around PIL's brightness and back (clipping instead was up to 43 levels off)."""
+    image = smooth_image(40, 40, seed=order)
+    params = {"theta": 2.128, "zx": 1.926, "zy": 0.716, "channel_shift_intensity": -15.3, "brightness": 1.524}
+    config = {"fill_mode": fill_mode, "cval": 77.0, "interpolation_order": order}
+    ours = apply_keras(image, params, fill_mode=fill_mode, cval=77.0, order=order)
+    ref = keras_reference(idg, image, params, **config)
+    assert close_fraction(ours, ref, 1) >= 0.999, (order, fill_mode)
+
+
 def test_channel_shift_and_brightness_exact_without_resample(idg) -> None:
     image = smooth_image(30, 40, seed=2)
     for params in ({"channel_shift_intensity": 23.7, "brightness": None},

@@ -266,13 +266,22 @@ def _warp_then_brightness(image: np.ndarray, m: np.ndarray, fill_mode: str, cval
                           shift: float | None, brightness: float) -> np.ndarray:
     """Keras hands PIL's brightness its float warp (and channel shift) truncated by
     `astype('uint8')`; a uint8 warp rounds instead and came out half a level brighter on average.
-    So here the warp is float32 and the result truncated, then PIL's part is a table."""
+    So here the warp is float32 and the result truncated, then PIL's part is a table. A spline
+    warp (orders 2-5) can overshoot 0..255: Keras' `apply_brightness_shift` then stretches the
+    image's min..max onto 0..255 for PIL and maps PIL's levels back, and so does this."""
     x = warp(image.astype(np.float32), m, fill_mode, cval, order)
     if shift is not None:
         x = np.clip(x + np.float32(shift), x.min(), x.max())
-    levels = np.clip(x, 0, 255).astype(np.uint8)  # truncation (spline orders > 1 may overshoot)
-    out = intensity_lut(0, 255, None, brightness)[levels]
-    return np.ascontiguousarray(out)
+    lut = intensity_lut(0, 255, None, brightness)
+    lo, hi = x.min(), x.max()
+    if lo >= 0 and hi <= 255:
+        return np.ascontiguousarray(lut[x.astype(np.uint8)])  # truncation, as astype('uint8')
+    y = x - lo
+    if y.max() != 0:
+        y /= y.max()
+    y *= 255
+    out = lut[y.astype(np.uint8)].astype(np.float32) / 255 * (hi - lo) + lo
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def apply_keras(image: np.ndarray, params: dict[str, Any], *, fill_mode: str = "nearest", cval: float = 0.0,
