@@ -107,6 +107,22 @@ def test_fallback_is_the_centred_crop_clamped_to_the_ratio() -> None:
     assert sample_crop_box(_gen(0), 64, 64, [1.0, 1.0], [2.0, 3.0], 10) == ([16, 0, 48, 64], True)
 
 
+@pytest.mark.parametrize("shape,ratio,interpolation", [((7, 211, 3), [0.01, 0.02], "bilinear"),
+                                                     ((1, 1, 3), [4.0, 5.0], "bilinear"),
+                                                     ((5, 3, 1), [10.0, 20.0], "nearest")])
+def test_a_ratio_that_rounds_the_fallback_to_nothing_keeps_one_pixel(shape: tuple, ratio: list[float],
+                                                                     interpolation: str) -> None:
+    """torchvision's formula rounds a side to 0 here; the crop keeps 1 pixel instead of failing."""
+    y0, x0, y1, x1 = central_fallback(shape[0], shape[1], ratio)
+    assert y1 - y0 >= 1 and x1 - x0 >= 1
+    st = build_pipeline({"stages": [{"random_resized_crop": {"ratio": ratio, "max_attempts": 1,
+                                                             "interpolation": interpolation}}]}).stages[0]
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    for seed in range(5):
+        out = st.apply(image, st.sample(np.random.default_rng(seed), shape))
+        assert out.shape == image.shape and out.dtype == np.uint8
+
+
 def test_area_is_uniform_and_ratio_log_uniform_ks() -> None:
     # every attempt fits on this large square (max side sqrt(0.5 · 4/3) < 1), so the first draw is kept
     # and the box is the drawn (s, r) up to 1/4000 rounding

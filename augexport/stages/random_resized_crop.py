@@ -52,12 +52,14 @@ def sample_crop_box(rng: np.random.Generator, height: int, width: int, scale: li
 
 
 def central_fallback(height: int, width: int, ratio: list[float]) -> list[int]:
-    """torchvision's fallback: the largest centred crop whose ratio is clamped into `ratio`."""
+    """torchvision's fallback: the largest centred crop whose ratio is clamped into `ratio`, at
+    least one pixel each way (where the ratio rounds a side to zero torchvision returns an empty
+    crop, which no resize can take)."""
     in_ratio = float(width) / float(height)
     if in_ratio < min(ratio):
-        w, h = width, int(round(width / min(ratio)))
+        w, h = width, max(1, int(round(width / min(ratio))))
     elif in_ratio > max(ratio):
-        w, h = int(round(height * max(ratio))), height
+        w, h = max(1, int(round(height * max(ratio)))), height
     else:
         w, h = width, height
     y0, x0 = (height - h) // 2, (width - w) // 2
