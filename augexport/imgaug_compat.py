@@ -14,8 +14,11 @@ before imgaug is first imported, then patches the augmenters (once) and returns 
   float64, which `cv2.convertMaps` of OpenCV 4.12 rejects (assertion in imgwarp.cpp); the maps
   are cast to float32 before the remap.
 - pillike.Autocontrast: imgaug hands `cutoff` to PIL's `ImageOps.autocontrast` as a numpy
-  scalar; it is converted to a Python number, which every Pillow accepts. (With the Pillow 13
+  scalar; it is converted to a Python number, which every Pillow accepts. (With the Pillow 12.3
   installed here the numpy scalar also works; the conversion is kept as a cheap guard.)
+- pillike.Affine (and imgaug's RandAugment, which uses it): the fill colour reaches Pillow as a
+  tuple of three even for a one-channel image, which current Pillow refuses for an "L" image
+  ("color must be int or single-element tuple"); a grey image gets the first value.
 - `Augmenter.seed_` (not a numpy-2 break, an imgaug bug that breaks per-example determinism):
   child containers held as a single Sequential were not reseeded; see `_patch_seed`.
   `TreeSeeder` gives the same reseed (identical generator states) at a fraction of its cost, and
@@ -31,6 +34,7 @@ Nothing here touches imgaug's global RNG; augexport always passes explicit seeds
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import types
 from typing import Any
@@ -74,6 +78,19 @@ def _patch_autocontrast(pillike: types.ModuleType) -> None:
         return original(image, cutoff, ignore)
 
     pillike._autocontrast_pil = _autocontrast_pil
+
+
+def _patch_pillike_fill(pillike: types.ModuleType) -> None:
+    original = pillike.warp_affine
+
+    @functools.wraps(original)
+    def warp_affine(image: np.ndarray, *args: Any, fillcolor: Any = None, **kwargs: Any) -> np.ndarray:
+        grey = image.ndim == 2 or image.shape[-1] == 1
+        if grey and isinstance(fillcolor, (tuple, list, np.ndarray)) and len(fillcolor) > 0:
+            fillcolor = int(fillcolor[0])
+        return original(image, *args, fillcolor=fillcolor, **kwargs)
+
+    pillike.warp_affine = warp_affine
 
 
 def _patch_seed(meta: types.ModuleType, iarandom: types.ModuleType) -> None:
@@ -162,6 +179,7 @@ def _patch_augmenters() -> None:
 
     _patch_elastic(geometric)
     _patch_autocontrast(pillike)
+    _patch_pillike_fill(pillike)
     _patch_seed(meta, iarandom)
 
 

@@ -334,3 +334,15 @@ def test_scipy_stats_is_imported_only_when_imgaug_uses_it() -> None:
             "print(loaded, bool(-1 <= x.min() and x.max() <= 1 and abs(x.mean()) < 0.1))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
+
+
+def test_pillike_affine_and_randaugment_run_on_one_channel_images() -> None:
+    """Pillow refuses a three-value fill colour for a one-band image; imgaug passes one."""
+    img = np.random.default_rng(0).integers(0, 256, (28, 28, 1), dtype=np.uint8)
+    for steps in ([{"pillike.Affine": {"rotate": [-30, 30]}}], [{"RandAugment": {"n": 2, "m": 9}}]):
+        stage = _stage(steps)
+        for seed in range(30):
+            out = stage.apply(img, {"seed": seed})
+            assert out.shape == img.shape and out.dtype == np.uint8
+    shifted = _stage([{"pillike.Affine": {"translate_px": {"x": 10}, "fillcolor": 200}}]).apply(img, {"seed": 1})
+    assert (shifted[:, :10] == 200).all() and np.array_equal(shifted[:, 10:], img[:, :-10])
