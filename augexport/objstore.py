@@ -67,6 +67,9 @@ def _io(call: Callable[[], T]) -> T:
         raise OSError(errno.EIO, explain(exc)) from exc
 
 
+_GLOB = ("*", "?", "[", "]")  # fsspec expands these in copy, rm and rename, even in a literal key
+
+
 class RemoteOutDir(OutDir):
     """OUT at a URL; names are the same POSIX-style relative names as for `OutDir`."""
 
@@ -74,6 +77,10 @@ class RemoteOutDir(OutDir):
 
     def __init__(self, url: str) -> None:
         require_location(url, f"OUT {url}")
+        if any(c in url for c in _GLOB):
+            raise UsageError(f"OUT {url} holds one of {' '.join(_GLOB)}: the store's client reads them as a pattern "
+                             "in copies and deletes, which would then reach keys outside OUT; accepted: a prefix "
+                             "without them")
         self.url = url.rstrip("/")
         self.fs, self.base = open_fs(self.url, f"OUT {self.url}")
         self.root = self.url  # type: ignore[assignment]  # a URL, never a local Path

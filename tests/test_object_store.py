@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from augexport import api
 from augexport.cli import main
 from tests.conftest import make_class_folder
 from tests.helpers import shard_hashes
@@ -176,3 +177,42 @@ def test_sigkill_then_resume_on_s3_is_byte_identical(tmp_path: Path, s3: tuple[A
     assert _s3_hashes(fs, out) == expected
     assert not [p for p in fs.find(out) if "/.tmp-" in p or "/.augexport" in p]
     assert CliRunner().invoke(main, ["inspect", f"s3://{out}", "--verify"]).exit_code == 0
+
+
+@pytest.mark.parametrize("out", ["h*", "exp[1]", "what?"])
+def test_an_out_prefix_with_glob_characters_is_refused_before_anything_is_touched(
+        tmp_path: Path, s3: tuple[Any, str], out: str) -> None:
+    """fsspec expands * ? [ ] in copy and rm: such an OUT reached keys beside it (a sibling prefix's
+    file was deleted by --overwrite)."""
+    fs, bucket = s3
+    src = make_class_folder(tmp_path / "src", {"a": 2})
+    fs.pipe(f"{bucket}/hA/keep.jpg", b"keep")
+    res = CliRunner().invoke(main, ["export", str(src), f"s3://{bucket}/{out}", "--workers", "1", "--overwrite"])
+    assert res.exit_code == 2 and "accepted: a prefix without them" in res.output, res.output
+    assert sorted(fs.find(bucket)) == [f"{bucket}/hA/keep.jpg"]
+
+
+@pytest.mark.parametrize("kind", ["compressed npz", "fortran npy", "in memory"])
+def test_arrays_that_need_a_spool_export_to_s3_as_to_a_folder(tmp_path: Path, s3: tuple[Any, str], kind: str) -> None:
+    """The C-ordered copy such arrays need was made with mkdtemp(dir=OUT), a URL there."""
+    import augexport
+
+    fs, bucket = s3
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 256, (12, 8, 8), dtype=np.uint8), np.arange(12) % 3
+    kw: dict[str, Any] = {"workers": 1, "copies": 1, "overrides": {"stages": [{"cutout": {}}]}}
+    for out in (str(tmp_path / "local"), f"s3://{bucket}/out"):
+        if kind == "in memory":
+            augexport.export_arrays(x, y, out, **kw)
+            continue
+        if kind == "compressed npz":
+            np.savez_compressed(tmp_path / "a.npz", x=x, y=y)
+            source = f"npz:{tmp_path / 'a.npz'}"
+        else:
+            np.save(tmp_path / "x.npy", np.asfortranarray(x))
+            np.save(tmp_path / "y.npy", y)
+            source = f"npy:{tmp_path / 'x.npy'},{tmp_path / 'y.npy'}"
+        api.export(source, out, **kw)
+    remote = dict(_s3_hashes(fs, f"{bucket}/out"))
+    local = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "local").glob("*.tfrecord-*")}
+    assert remote and remote == local
