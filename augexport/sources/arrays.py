@@ -41,6 +41,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..errors import UsageError
+from ..fs import is_url
 from ..naming import ARRAY_SPOOL_PREFIX
 from . import RawPixels, SourceListing
 from .array_items import ArrayItems
@@ -296,8 +297,9 @@ def _spool_maker(spool_dir: str | os.PathLike[str] | None) -> tuple[Any, list[st
     made: list[str] = []
 
     def spool() -> str:
-        if not made:
-            made.append(tempfile.mkdtemp(prefix=ARRAY_SPOOL_PREFIX, dir=spool_dir))
+        if not made:  # beside OUT when OUT is a folder; the system's temporary folder when it is a URL
+            local = spool_dir is not None and not is_url(str(spool_dir))
+            made.append(tempfile.mkdtemp(prefix=ARRAY_SPOOL_PREFIX, dir=spool_dir if local else None))
         return made[0]
 
     return spool, made
