@@ -153,6 +153,8 @@ def inspect(out: str | os.PathLike[str], verify: bool = False) -> dict[str, Any]
                                    "tfds_loadable": entry.get("tfds_loadable", False),
                                    **({"images": files} if entry.get("images") else {})}
     problems += _unlisted_shards(outdir, manifest)
+    problems += [f"{name}: a run of this OUT was interrupted (or is still running); complete it by running the same "
+                 "`augexport export` command again with --resume" for name in sorted(outdir.entries()) if is_journal(name)]
     if verify:
         problems += _metadata_problems(outdir, manifest)
     report["problems"] = problems

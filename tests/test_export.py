@@ -310,3 +310,23 @@ def test_tfds_metadata_follows_the_splits_an_overwrite_leaves(small_folder: Path
     api.export(str(small_folder), out, workers=1, compression="gzip", overwrite=True)
     assert not (out / "dataset_info.json").exists() and not (out / "features.json").exists()
     assert run_cli("inspect", out, "--verify").exit_code == 0
+
+
+def test_inspect_names_an_interrupted_run_beside_a_finished_manifest(small_folder: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An --overwrite stopped after it retired the old split leaves a manifest and a journal."""
+    from augexport import resume
+
+    out = tmp_path / "out"
+    api.export(str(small_folder), out, workers=1)
+    api.export(str(small_folder), out, workers=1, split="test")
+
+    def stop(*_a: Any, **_k: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume.Journal, "record", stop)
+    with pytest.raises(KeyboardInterrupt):
+        api.export(str(small_folder), out, workers=1, overwrite=True, shard_size="4KiB",
+                   overrides={"copies": 1, "stages": [{"cutout": {}}]})
+    res = run_cli("inspect", out, "--verify")
+    assert res.exit_code == 1 and "was interrupted" in res.output and "--resume" in res.output, res.output
