@@ -220,3 +220,13 @@ def test_tfds_loads_a_grey_array_export(tmp_path: Path) -> None:
     images = [ex["image"].numpy() for ex in ds]
     assert images[0].shape == (28, 28, 1)
     assert hashlib.sha256(np.stack(images)[..., 0].tobytes()).digest() == hashlib.sha256(x.tobytes()).digest()
+
+
+@pytest.mark.parametrize("source,url", [("npz:s3://bucket/a.npz", "s3://bucket/a.npz"),
+                                        ("npy:s3://bucket/x.npy,s3://bucket/y.npy", "s3://bucket/x.npy")])
+def test_an_array_file_given_as_a_url_is_named_as_unsupported_not_missing(tmp_path: Path, source: str,
+                                                                           url: str) -> None:
+    res = CliRunner().invoke(main, ["export", source, str(tmp_path / "out")])
+    assert res.exit_code == 2 and f"{url} is a URL; array sources are read from local files" in res.output, \
+        res.output
+    assert not (tmp_path / "out").exists()

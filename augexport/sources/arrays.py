@@ -316,7 +316,7 @@ def _file_stamp(*paths: str) -> str:
 def _open_npz_source(path: str, opts: ArrayOptions, spool: Any) -> tuple[Stored, Any, Any, str, str]:
     """(X, Y, stored class names, fingerprint seed, location) of an npz source."""
     if not os.path.isfile(path):
-        raise UsageError(f"SOURCE npz:{path} does not exist or is not a file")
+        raise UsageError(_missing(f"SOURCE npz:{path}", path))
     with _open_zip(path) as zf:
         _member(zf, opts.y_key, "--y-key", path)
     stored = _locate_npz(path, opts.x_key, spool)
@@ -329,6 +329,14 @@ def _open_npz_source(path: str, opts: ArrayOptions, spool: Any) -> tuple[Stored,
     return stored, y, names, _file_stamp(path), f"npz:{os.path.abspath(path)} x={opts.x_key} y={opts.y_key}"
 
 
+def _missing(what: str, path: str) -> str:
+    """Why array file `path` of `what` (the SOURCE text) cannot be opened: not there, or a URL."""
+    where = what if what.endswith(path) else f"{what}: {path}"
+    if is_url(path):
+        return f"{where} is a URL; array sources are read from local files (copy it here first)"
+    return f"{where} does not exist or is not a file"
+
+
 def _npy_paths(spec: str, labels: str | None) -> tuple[str, str]:
     """(X path, Y path) of `npy:X.npy,Y.npy` or `npy:X.npy` with `--labels Y.npy`; both must be files."""
     parts = spec.split(",")
@@ -338,7 +346,7 @@ def _npy_paths(spec: str, labels: str | None) -> tuple[str, str]:
         raise UsageError(f"SOURCE npy:{spec}: accepted: npy:X.npy,Y.npy (pixels, labels) or npy:X.npy --labels Y.npy")
     for p in parts:
         if not os.path.isfile(p):
-            raise UsageError(f"SOURCE npy:{spec}: {p} does not exist or is not a file")
+            raise UsageError(_missing(f"SOURCE npy:{spec}", p))
     return parts[0], parts[1]
 
 
@@ -429,7 +437,7 @@ def array_channels(source: str, options: ArrayOptions | None = None) -> int:
     if source.startswith("npz:"):
         path = source[4:]
         if not os.path.isfile(path):
-            raise UsageError(f"SOURCE npz:{path} does not exist or is not a file")
+            raise UsageError(_missing(f"SOURCE npz:{path}", path))
         what = f"npz:{path} [{opts.x_key}]"
         try:
             with _open_zip(path) as zf, zf.open(_member(zf, opts.x_key, "--x-key", path)) as f:
