@@ -405,9 +405,10 @@ class ExportRun:
             self._write_metadata(shards, seconds, timings)
         except OSError as exc:
             self._unfinalize(closed, images)
-            raise ExportFailed(f"write error while finalizing {self.out}: {exc.strerror or exc}; nothing was "
-                               "finalized (finished shards were kept: rerun with --resume once the problem is "
-                               "fixed)") from None
+            done = ("nothing was finalized" if not plan.replaces else
+                    "this run was not finalized, and what --overwrite replaces may already be gone")
+            raise ExportFailed(f"write error while finalizing {self.out}: {exc.strerror or exc}; {done} (finished "
+                               "shards were kept: rerun with --resume once the problem is fixed)") from None
         self.journal.remove()  # only now: a run killed while finalizing stays resumable
         self.outdir.fsync()
         listing = self.listing

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from augexport import api, resume, run
 from augexport.cli import main
+from augexport.errors import ExportFailed
 from augexport.naming import TEMP_LABELS_FILE
 from augexport.outdir import OutDir
 from tests.conftest import make_class_folder
@@ -268,3 +269,31 @@ def test_disk_full_inside_the_abort_path_is_still_a_clean_exit_1(tmp_path: Path,
     monkeypatch.setattr(OutDir, "unlink", unlink)
     res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--workers", "1", "--shard-size", "1KiB"])
     assert res.exit_code == 1 and "No space left on device" in res.output and "Traceback" not in res.output
+
+
+def test_a_failed_finalize_of_an_overwrite_does_not_claim_nothing_changed(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """--overwrite retires the old split before the new one is in place: a write error after that
+    must not say 'nothing was finalized', and --resume completes the run."""
+    src = make_class_folder(tmp_path / "src", {"a": 5, "b": 4})
+    out = tmp_path / "out"
+    api.export(str(src), out, **KW)
+    real = OutDir.write_atomic
+
+    def full(self: OutDir, name: str, data: bytes) -> None:
+        if name == "augexport.json":
+            calls.append(name)
+            if len(calls) > 1:  # the retire's manifest went in; the final one does not
+                raise OSError(28, "No space left on device")
+        real(self, name, data)
+
+    calls: list[str] = []
+    monkeypatch.setattr(OutDir, "write_atomic", full)
+    new = {**KW, "overrides": {**KW["overrides"], "seed": 9}}
+    with pytest.raises(ExportFailed, match="may already be gone") as info:
+        api.export(str(src), out, overwrite=True, **new)
+    assert "nothing was finalized" not in str(info.value) and "--resume" in str(info.value)
+    monkeypatch.setattr(OutDir, "write_atomic", real)
+    api.export(str(src), out, resume=True, **new)
+    api.export(str(src), tmp_path / "clean", **new)
+    assert _all_files(out) == _all_files(tmp_path / "clean")
