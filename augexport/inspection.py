@@ -97,9 +97,13 @@ def _unlisted_shards(outdir: OutDir, manifest: dict[str, Any]) -> list[str]:
     """Files in OUT that a reader globbing a split's shards (`*-SPLIT.tfrecord-*`) would read but
     the manifest does not list: their records would join the split unverified."""
     listed = {s["file"] for entry in manifest["splits"].values() for s in entry["shards"]}
-    return [f"{name}: read as a shard of split {split!r} by a reader that globs its shards, but the manifest does "
-            "not list it" for name in sorted(outdir.entries()) if name not in listed
-            for split in sorted(manifest["splits"]) if reads_as_shard(name, split)]
+    problems = []
+    for name in sorted(set(outdir.entries()) - listed):
+        for split in sorted(manifest["splits"]):
+            if reads_as_shard(name, split):
+                problems.append(f"{name}: read as a shard of split {split!r} by a reader that globs its shards, "
+                                "but the manifest does not list it")
+    return problems
 
 
 def _holds(outdir: OutDir, name: str, want: bytes) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from typing import Any
 
@@ -124,8 +125,6 @@ def yaml_loader() -> Any:
     """yaml.SafeLoader that also reads exponent forms as floats (built once, on first use)."""
     global _LOADER
     if _LOADER is None:
-        import re
-
         import yaml
 
         class Loader(yaml.SafeLoader):

@@ -169,9 +169,9 @@ def check_out(out: Path, source: str, overwrite: bool) -> None:
             raise UsageError(f"--overwrite: OUT {out} is not empty and holds no earlier compare run; choose an empty OUT")
 
 
-def prepare_out(out: Path, source: str, overwrite: bool) -> None:
-    """An empty (or new) OUT; with --overwrite, a previous compare run's own entries are replaced."""
-    check_out(out, source, overwrite)
+def prepare_out(out: Path) -> None:
+    """An empty (or new) OUT that `check_out` accepted; an earlier compare run's own entries in it
+    (--overwrite) are replaced."""
     if out.exists() and any(out.iterdir()):
         for name in OWN_ENTRIES:
             path = out / name
@@ -210,7 +210,7 @@ def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str]
     if listing is not None:  # a folder: its split is checked before OUT is made
         split_items(listing, seed, val_fraction, train_per_class)
     created = not out.exists()
-    prepare_out(out, source, overwrite)
+    prepare_out(out)
     t0 = time.perf_counter()
     exp = Experiment(source, out, variants, resolved, seed=seed, val_fraction=val_fraction,
                      train_per_class=train_per_class, split=split, data_dir=data_dir, workers=workers,
