@@ -148,6 +148,10 @@ class TreeSeeder:
     def __call__(self, seed: int) -> None:
         self._reseed(self.plan, np.random.SeedSequence(seed))
 
+    def reseed(self, seq: np.random.SeedSequence) -> None:
+        """The same from the SeedSequence `seed_` would derive for the root's generator."""
+        self._reseed(self.plan, seq)
+
     def _reseed(self, node: tuple[Any, bool, tuple], seq: np.random.SeedSequence) -> None:
         import imgaug.random as iarandom
 

@@ -12,7 +12,9 @@ Determinism: `sample` draws one imgaug seed per example from the example generat
 reseeds the whole augmenter tree with it (as `Augmenter.seed_(seed)` does, which derives every
 child's RNG from it; `imgaug_compat.TreeSeeder` does the same faster) and augments that one image.
 The result depends only on the seed, never on what ran before in the process, and imgaug's global
-RNG is never used; it equals `run_seeded`, imgaug's own way.
+RNG is never used; it equals `run_seeded`, imgaug's own way. The common augmenters (Sequential,
+Sometimes, flips, Affine, Multiply, GaussianBlur) run compiled to the same draws and kernels
+without imgaug's per-call machinery (`imgaug_compiled`), byte for byte the same.
 
 No batched path: imgaug draws a batch's parameters with one RNG as arrays of length N
 (`_draw_samples(nb_rows, random_state)`), so an image's result depends on its batch and its
@@ -185,6 +187,7 @@ class Imgaug(Stage):
         super().__init__(config)
         self.augmenter = augmenter
         self._reseed: Any = None  # imgaug_compat.TreeSeeder, planned on first use
+        self._compiled: Any = None  # imgaug_compiled.compile_tree's run, built on first use
 
     @classmethod
     def from_spec(cls, spec: Any, path: str) -> Imgaug:
@@ -197,15 +200,29 @@ class Imgaug(Stage):
         return {"seed": int(rng.integers(0, 2**63 - 1))}
 
     def apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        from ..imgaug_compiled import compile_tree
+
+        if self._compiled is None:
+            self._compiled = compile_tree(self.augmenter)
+        out = self._compiled(image, params["seed"])
+        if out is None:
+            out = self._run_imgaug(image, params["seed"])
+        if out is image:
+            out = image.copy()
+        return np.ascontiguousarray(out, dtype=np.uint8) if out.dtype != np.uint8 else out
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable after use: the compiled run (closures) is rebuilt where it is next needed."""
+        return {**self.__dict__, "_compiled": None}
+
+    def _run_imgaug(self, image: np.ndarray, seed: int) -> np.ndarray:
+        """The whole tree through imgaug: what the compiled run equals, and its fallback."""
         from ..imgaug_compat import TreeSeeder, augment_one
 
         if self._reseed is None:
             self._reseed = TreeSeeder(self.augmenter)
-        self._reseed(params["seed"])
-        out = augment_one(self.augmenter, image)
-        if out is image:
-            out = image.copy()
-        return np.ascontiguousarray(out, dtype=np.uint8) if out.dtype != np.uint8 else out
+        self._reseed(seed)
+        return augment_one(self.augmenter, image)
 
     @classmethod
     def ops_rows(cls) -> list[tuple[str, str, str, str]]:
