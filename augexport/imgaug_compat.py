@@ -26,8 +26,11 @@ before imgaug is first imported, then patches the augmenters (once) and returns 
 - Sweeping every augmenter class with default (or minimal) arguments (tests/test_imgaug.py)
   found no further breaks on numpy 2.2 / OpenCV 4.12 / scipy / scikit-image.
 - Start-up: `imgaug.parameters` imports `scipy.stats` (~0.35 s, about 40% of importing imgaug,
-  paid again by every worker process) for one parameter, TruncatedNormal. Unless something loaded
-  it already, `scipy.stats` is entered as a stand-in that imports the real module on first use.
+  paid again by every worker process) for one parameter, TruncatedNormal; its keypoint and polygon
+  modules import `scipy.spatial.distance` (~0.17 s with the `scipy.sparse` it pulls in) for
+  keypoint distances and convex hulls, which image augmentation does not reach (skimage's
+  transforms hold `scipy.spatial` for PiecewiseAffine's triangulation). Unless something loaded
+  them already, both are entered as stand-ins that import the real modules on first use.
 
 Nothing here touches imgaug's global RNG; augexport always passes explicit seeds.
 """
@@ -187,31 +190,49 @@ def _patch_augmenters() -> None:
     _patch_seed(meta, iarandom)
 
 
+#: Modules imgaug imports at start-up for features augexport's images rarely use, put off until
+#: first use: the package, and the submodules of it that imgaug imports by name.
+DEFERRED = {"scipy.stats": (), "scipy.spatial": ("distance",)}
+
+
 class _OnFirstUse(types.ModuleType):
-    """A stand-in for a module in sys.modules: the first attribute read imports the real module,
-    which then replaces the stand-in (in sys.modules and on its parent package)."""
+    """A stand-in for a module in sys.modules: the first attribute read of it (or of a stand-in for
+    one of its package's submodules) imports the real package, which then replaces the stand-ins
+    (in sys.modules and on the parent package). A reference to a stand-in kept by a module that
+    imported it meanwhile (`from scipy import spatial`) keeps working: each read goes to the real
+    module."""
 
     def __getattr__(self, attr: str) -> Any:
         import sys
 
-        name = self.__name__
-        if sys.modules.get(name) is self:
-            del sys.modules[name]
-        real = importlib.import_module(name)
-        parent, _, child = name.rpartition(".")
+        package = self.__dict__["_deferred_package"]
+        for name in (package, *(f"{package}.{sub}" for sub in DEFERRED[package])):
+            if isinstance(sys.modules.get(name), _OnFirstUse):
+                del sys.modules[name]
+        real = importlib.import_module(package)
+        parent, _, child = package.rpartition(".")
         setattr(sys.modules[parent], child, real)
-        return getattr(real, attr)
+        return getattr(importlib.import_module(self.__name__), attr)
 
 
-def _defer_import(name: str) -> None:
+def _stand_in(name: str, package: str) -> _OnFirstUse:
+    module = _OnFirstUse(name)
+    module._deferred_package = package  # type: ignore[attr-defined]
+    return module
+
+
+def _defer_import(package: str) -> None:
     import sys
 
-    if name in sys.modules:
+    if package in sys.modules:
         return
-    parent, _, child = name.rpartition(".")
-    package = importlib.import_module(parent)
-    sys.modules[name] = stand_in = _OnFirstUse(name)
-    setattr(package, child, stand_in)
+    parent, _, child = package.rpartition(".")
+    parent_module = importlib.import_module(parent)
+    sys.modules[package] = stand_in = _stand_in(package, package)
+    setattr(parent_module, child, stand_in)
+    for sub in DEFERRED[package]:
+        sys.modules[f"{package}.{sub}"] = sub_in = _stand_in(f"{package}.{sub}", package)
+        setattr(stand_in, sub, sub_in)  # a plain attribute: `scipy.spatial.distance` is the stand-in
 
 
 def import_imgaug() -> types.ModuleType:
@@ -222,7 +243,8 @@ def import_imgaug() -> types.ModuleType:
                          "pip install --no-deps -r requirements/imgaug.txt (see README, Installing)")
     if not _PATCHED:
         _numpy_aliases()
-        _defer_import("scipy.stats")
+        for package in DEFERRED:
+            _defer_import(package)
         _patch_augmenters()
         _PATCHED = True
     import imgaug.augmenters as iaa

@@ -336,6 +336,34 @@ def test_scipy_stats_is_imported_only_when_imgaug_uses_it() -> None:
     assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
 
 
+def test_scipy_spatial_is_imported_only_when_something_uses_it() -> None:
+    """import_imgaug defers scipy.spatial and its distance module: an Affine export never loads
+    them; keypoint distances, polygon hulls and skimage's triangulation (PiecewiseAffine, through
+    the reference skimage took while it was deferred) still work, and the real modules replace
+    the stand-ins."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from augexport.imgaug_compat import import_imgaug; iaa = import_imgaug()\n"
+            "import numpy as np\n"
+            "from imgaug.augmentables.kps import Keypoint\n"
+            "from imgaug.augmentables.polys import Polygon\n"
+            "img = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)\n"
+            "iaa.Sequential([iaa.Affine(rotate=(-20, 20)), iaa.GaussianBlur((0, 1))], seed=1)(image=img)\n"
+            "loaded = any(m.startswith('scipy.spatial.') and m != 'scipy.spatial.distance' for m in sys.modules)\n"
+            "near = Keypoint(1, 1).coords_almost_equals(Keypoint(1, 1.0001), max_distance=0.01)\n"
+            "hull = Polygon([(0, 0), (4, 0), (4, 4), (0, 4)]).clip_out_of_image((3, 3))\n"
+            "warped = iaa.PiecewiseAffine(scale=0.05, seed=1)(image=img)\n"
+            "import scipy.spatial.distance, scipy.spatial\n"
+            "from scipy.spatial import distance\n"
+            "assert sys.modules['scipy.spatial'] is scipy.spatial and scipy.spatial.distance is distance\n"
+            "assert type(scipy.spatial).__name__ == 'module' and type(distance).__name__ == 'module'\n"
+            "print(loaded, near, len(hull), warped.shape, distance.cdist([[0, 0]], [[3, 4]])[0, 0])")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, cwd=REPO,
+                         check=True)
+    assert out.stdout.split() == ["False", "True", "1", "(40,", "40,", "3)", "5.0"], out.stderr[-2000:]
+
+
 def test_pillike_affine_and_randaugment_run_on_one_channel_images() -> None:
     """Pillow refuses a three-value fill colour for a one-band image; imgaug passes one."""
     img = np.random.default_rng(0).integers(0, 256, (28, 28, 1), dtype=np.uint8)
