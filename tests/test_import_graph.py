@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "augexport"
 LEVELS = {
     "augexport": 0, "allocator": 0, "errors": 0, "rng": 0, "spec": 0, "naming": 0, "quiet": 0, "jpeg_stream": 0,
     "outdir": 1, "fs": 1, "objstore": 1, "targets": 1, "records": 1, "codec": 1, "resize": 1, "registry": 1,
-    "imgaug_compat": 1, "specfile": 1,
+    "imgaug_compat": 1, "imgaug_compiled": 1, "specfile": 1,
     "pixel_share": 1,
     "sources": 2, "stages": 2, "manifest": 2, "sinks": 2, "mixing": 2, "classes": 2,
     "pipeline": 3,
