@@ -29,8 +29,11 @@ before imgaug is first imported, then patches the augmenters (once) and returns 
   paid again by every worker process) for one parameter, TruncatedNormal; its keypoint and polygon
   modules import `scipy.spatial.distance` (~0.17 s with the `scipy.sparse` it pulls in) for
   keypoint distances and convex hulls, which image augmentation does not reach (skimage's
-  transforms hold `scipy.spatial` for PiecewiseAffine's triangulation). Unless something loaded
-  them already, both are entered as stand-ins that import the real modules on first use.
+  transforms hold `scipy.spatial` for PiecewiseAffine's triangulation); its blur and geometric
+  modules import `scipy.ndimage` (~0.13 s) for backends that uint8 images do not take (OpenCV
+  blurs and warps them) and ElasticTransformation's spline orders; `imageio` (~0.04 s) reads
+  only the quokka example images and JpegCompression's round trip. Unless something loaded them
+  already, all four are entered as stand-ins that import the real modules on first use.
 
 Nothing here touches imgaug's global RNG; augexport always passes explicit seeds.
 """
@@ -192,7 +195,7 @@ def _patch_augmenters() -> None:
 
 #: Modules imgaug imports at start-up for features augexport's images rarely use, put off until
 #: first use: the package, and the submodules of it that imgaug imports by name.
-DEFERRED = {"scipy.stats": (), "scipy.spatial": ("distance",)}
+DEFERRED = {"scipy.stats": (), "scipy.spatial": ("distance",), "scipy.ndimage": (), "imageio": ()}
 
 
 class _OnFirstUse(types.ModuleType):
@@ -211,7 +214,8 @@ class _OnFirstUse(types.ModuleType):
                 del sys.modules[name]
         real = importlib.import_module(package)
         parent, _, child = package.rpartition(".")
-        setattr(sys.modules[parent], child, real)
+        if parent:
+            setattr(sys.modules[parent], child, real)
         return getattr(importlib.import_module(self.__name__), attr)
 
 
@@ -227,9 +231,9 @@ def _defer_import(package: str) -> None:
     if package in sys.modules:
         return
     parent, _, child = package.rpartition(".")
-    parent_module = importlib.import_module(parent)
     sys.modules[package] = stand_in = _stand_in(package, package)
-    setattr(parent_module, child, stand_in)
+    if parent:
+        setattr(importlib.import_module(parent), child, stand_in)
     for sub in DEFERRED[package]:
         sys.modules[f"{package}.{sub}"] = sub_in = _stand_in(f"{package}.{sub}", package)
         setattr(stand_in, sub, sub_in)  # a plain attribute: `scipy.spatial.distance` is the stand-in
