@@ -60,9 +60,9 @@ def _affine(r: random.Random) -> dict[str, Any]:
     if r.random() < 0.4:
         args["shear"] = _range(r, -15, 15) if r.random() < 0.6 else {"x": _range(r, -10, 10), "y": _range(r, -10, 10)}
     if r.random() < 0.3:
-        args["order"] = r.choice([0, 1, 3, {"choice": [0, 1]}])
+        args["order"] = r.choice([0, 1, 3, 2, 5, {"choice": [0, 1]}])  # 2 and 5: the skimage backend
     if r.random() < 0.3:
-        args["cval"] = r.choice([0, 200, [0, 255], {"choice": [10, 90]}])
+        args["cval"] = r.choice([0, 200, [0, 255], [10.5, 99.5], {"choice": [10, 90]}])
     if r.random() < 0.3:
         args["mode"] = r.choice(["edge", "reflect", {"choice": ["constant", "edge", "symmetric", "wrap"]}])
     if r.random() < 0.15:
