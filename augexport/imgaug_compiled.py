@@ -49,12 +49,11 @@ def _child_seqs(seq: np.random.SeedSequence, count: int) -> list[np.random.SeedS
     """The children's SeedSequences, as `seed_` derives them from the node's own seed."""
     import imgaug.random as iarandom
 
-    parent = _fresh(seq)
-    out = []
-    for _ in range(count):
-        seed = parent.integers(iarandom.SEED_MIN_VALUE, iarandom.SEED_MAX_VALUE, dtype=np.int32, size=2)[-1]
-        out.append(np.random.SeedSequence(seed, spawn_key=(0,)))
-    return out
+    # seed_ draws two int32s per child and keeps the second; one call drawing them all takes the
+    # same values from the generator (its cached 32-bit half carries over between calls)
+    seeds = _fresh(seq).integers(iarandom.SEED_MIN_VALUE, iarandom.SEED_MAX_VALUE, dtype=np.int32,
+                                 size=2 * count)[1::2]
+    return [np.random.SeedSequence(seed, spawn_key=(0,)) for seed in seeds]
 
 
 # ---------------------------------------------------------------- parameters
@@ -258,6 +257,8 @@ def _multiply(aug: Any) -> Node:
             factor: Any = factors[0:image.shape[2]]
         else:
             factor = factors[0] if factors.size > 0 else []
+        if image.dtype == np.uint8 and image.size > 0:  # what multiply_scalar calls after its gate
+            return arithmetic._multiply_scalar_to_uint8(image, factor)
         return arithmetic.multiply_scalar(image, factor)
 
     return run
@@ -315,10 +316,30 @@ def _affine(aug: Any) -> Node:
         matrix, output_shape = samples.to_matrix(0, image.shape, image.shape, fit_output)
         if geometric._is_identity_matrix(matrix):
             return image
-        return geometric._warp_affine_arr(image, matrix, order=samples.order[0], mode=samples.mode[0],
-                                          cval=samples.cval[0], output_shape=output_shape, backend=backend)
+        order, mode, cval = samples.order[0], samples.mode[0], samples.cval[0]
+        if backend in ("auto", "cv2") and order in (0, 1, 3) and image.dtype == np.uint8 \
+                and image.ndim == 3 and 0 < image.shape[2] <= 3 and image.size > 0:
+            return _warp_uint8_cv2(image, matrix, order, mode, cval, output_shape)
+        return geometric._warp_affine_arr(image, matrix, order=order, mode=mode, cval=cval,
+                                          output_shape=output_shape, backend=backend)
 
     return run
+
+
+def _warp_uint8_cv2(image: np.ndarray, matrix: Any, order: Any, mode: Any, cval: Any,
+                    output_shape: tuple[int, ...]) -> np.ndarray:
+    """What `_warp_affine_arr` -> `_warp_affine_arr_cv2` do for a uint8 image of 1-3 channels and
+    an order OpenCV has (their dtype gates pass; four and more channels warp one by one there)."""
+    import cv2
+    from imgaug import imgaug as ia
+    from imgaug.augmenters import geometric
+
+    dsize = (int(np.round(output_shape[1])), int(np.round(output_shape[0])))
+    warped = cv2.warpAffine(ia._normalize_cv2_input_arr_(image), matrix.params[:2], dsize=dsize,
+                            flags=geometric._AFFINE_INTERPOLATION_ORDER_SKIMAGE_TO_CV2.get(order, order),
+                            borderMode=geometric._AFFINE_MODE_SKIMAGE_TO_CV2.get(mode, mode),
+                            borderValue=tuple(int(v) for v in cval))
+    return warped[..., np.newaxis] if warped.ndim == 2 else warped
 
 
 def _builders() -> Sequence[tuple[type, tuple[str, ...], Callable[[Any], Node]]]:
