@@ -32,8 +32,12 @@ before imgaug is first imported, then patches the augmenters (once) and returns 
   transforms hold `scipy.spatial` for PiecewiseAffine's triangulation); its blur and geometric
   modules import `scipy.ndimage` (~0.13 s) for backends that uint8 images do not take (OpenCV
   blurs and warps them) and ElasticTransformation's spline orders; `imageio` (~0.04 s) reads
-  only the quokka example images and JpegCompression's round trip. Unless something loaded them
-  already, all four are entered as stand-ins that import the real modules on first use.
+  only the quokka example images and JpegCompression's round trip. In augexport's worker
+  processes (`defer_unused_imports()`, called at their start) all four are entered as stand-ins
+  that import the real modules on first use, unless something loaded them already. Nowhere else:
+  a stand-in in sys.modules is not the module everywhere (patching it, or importing one of its
+  private submodules first, reaches a different object), which a process that only imports
+  augexport as a library must not meet.
 
 Nothing here touches imgaug's global RNG; augexport always passes explicit seeds.
 """
@@ -41,6 +45,7 @@ Nothing here touches imgaug's global RNG; augexport always passes explicit seeds
 from __future__ import annotations
 
 import functools
+import importlib.machinery
 import importlib.util
 import types
 from typing import Any
@@ -50,6 +55,7 @@ import numpy as np
 from .errors import UsageError
 
 _PATCHED = False
+_DEFER = False
 
 
 def _numpy_aliases() -> None:
@@ -219,9 +225,10 @@ class _OnFirstUse(types.ModuleType):
         return getattr(importlib.import_module(self.__name__), attr)
 
 
-def _stand_in(name: str, package: str) -> _OnFirstUse:
+def _stand_in(name: str, package: str, spec: Any) -> _OnFirstUse:
     module = _OnFirstUse(name)
     module._deferred_package = package  # type: ignore[attr-defined]
+    module.__spec__ = spec  # importlib.util.find_spec(name) answers as for the real module
     return module
 
 
@@ -230,13 +237,24 @@ def _defer_import(package: str) -> None:
 
     if package in sys.modules:
         return
+    spec = importlib.util.find_spec(package)  # imports the parent package, not this one
+    if spec is None:
+        return
     parent, _, child = package.rpartition(".")
-    sys.modules[package] = stand_in = _stand_in(package, package)
+    sys.modules[package] = stand_in = _stand_in(package, package, spec)
     if parent:
         setattr(importlib.import_module(parent), child, stand_in)
     for sub in DEFERRED[package]:
-        sys.modules[f"{package}.{sub}"] = sub_in = _stand_in(f"{package}.{sub}", package)
+        name = f"{package}.{sub}"
+        sub_spec = importlib.machinery.PathFinder.find_spec(name, spec.submodule_search_locations)
+        sys.modules[name] = sub_in = _stand_in(name, package, sub_spec)
         setattr(stand_in, sub, sub_in)  # a plain attribute: `scipy.spatial.distance` is the stand-in
+
+
+def defer_unused_imports() -> None:
+    """In this process, let `import_imgaug` put off the modules in DEFERRED (worker start-up)."""
+    global _DEFER
+    _DEFER = True
 
 
 def import_imgaug() -> types.ModuleType:
@@ -247,7 +265,7 @@ def import_imgaug() -> types.ModuleType:
                          "pip install --no-deps -r requirements/imgaug.txt (see README, Installing)")
     if not _PATCHED:
         _numpy_aliases()
-        for package in DEFERRED:
+        for package in DEFERRED if _DEFER else ():
             _defer_import(package)
         _patch_augmenters()
         _PATCHED = True

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import allocator, codec
 from .errors import DecodeError, SourceUnavailable
+from .imgaug_compat import defer_unused_imports
 from .mixing import streams
 from .offload import device_start
 from .pipeline import Pipeline, build_pipeline
@@ -353,13 +354,15 @@ def init_worker(job: Job, parent: int, threads: int, owner: str | None = None) -
     """Worker start-up. Ctrl-C (SIGINT to the whole process group) is the main process's to handle:
     it stops the workers itself, so no worker prints a KeyboardInterrupt traceback of its own.
     OpenCV gets `threads` threads: the cores shared out between the workers (its default, one
-    thread per core in every worker, makes the workers fight over the cores)."""
+    thread per core in every worker, makes the workers fight over the cores). imgaug's start-up
+    imports that image augmentation never calls are put off (`imgaug_compat.DEFERRED`)."""
     global _RENDERER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
     set_owner(owner or owner_for(parent))  # shared-memory segments are tagged with the export's run
     allocator.tune()
     limit_opencv_threads(threads)
+    defer_unused_imports()
     _RENDERER = Renderer(job)
 
 

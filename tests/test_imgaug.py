@@ -324,7 +324,8 @@ def test_scipy_stats_is_imported_only_when_imgaug_uses_it() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from augexport.imgaug_compat import import_imgaug; iaa = import_imgaug()\n"
+    code = ("import sys; from augexport.imgaug_compat import defer_unused_imports, import_imgaug\n"
+            "defer_unused_imports(); iaa = import_imgaug()\n"
             "import numpy as np, imgaug.parameters as iap\n"
             "loaded = 'scipy.stats._stats_py' in sys.modules\n"
             "x = iap.TruncatedNormal(0.0, 1.0, low=-1.0, high=1.0).draw_samples(1000, random_state=1)\n"
@@ -345,7 +346,11 @@ def test_deferred_modules_are_imported_only_when_something_uses_them() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from augexport.imgaug_compat import import_imgaug; iaa = import_imgaug()\n"
+    code = ("import importlib.util, sys\n"
+            "from augexport.imgaug_compat import defer_unused_imports, import_imgaug\n"
+            "defer_unused_imports(); iaa = import_imgaug()\n"
+            "names = ('scipy.stats', 'scipy.spatial', 'scipy.spatial.distance', 'scipy.ndimage', 'imageio')\n"
+            "assert all(importlib.util.find_spec(n).name == n for n in names)\n"
             "import numpy as np\n"
             "from imgaug.augmentables.kps import Keypoint\n"
             "from imgaug.augmentables.polys import Polygon\n"
@@ -373,6 +378,21 @@ def test_deferred_modules_are_imported_only_when_something_uses_them() -> None:
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, cwd=REPO,
                          check=False)
     assert out.stdout.split() == ["False", "True", "1", "True", "5.0"], out.stderr[-2000:]
+
+
+def test_imports_are_deferred_only_in_processes_that_ask() -> None:
+    """A process that only imports augexport as a library gets the real modules from imgaug's
+    import (the workers ask for the deferral at start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from augexport.imgaug_compat import import_imgaug; import_imgaug()\n"
+            "import scipy.ndimage, scipy.spatial.distance, scipy.stats, imageio\n"
+            "mods = (scipy.ndimage, scipy.spatial, scipy.spatial.distance, scipy.stats, imageio)\n"
+            "print(all(type(m).__name__ == 'module' for m in mods), 'scipy.ndimage._filters' in sys.modules)")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, cwd=REPO,
+                         check=False)
+    assert out.stdout.split() == ["True", "True"], out.stderr[-2000:]
 
 
 def test_pillike_affine_and_randaugment_run_on_one_channel_images() -> None:
