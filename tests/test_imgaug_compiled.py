@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from augexport.imgaug_compat import TreeSeeder, augment_one, import_imgaug
 from augexport.imgaug_compiled import compile_tree, draws_32_bits
@@ -143,6 +144,23 @@ def test_many_seeds_of_the_benchmark_pipeline_match() -> None:
     image = _images()[0]
     for seed in range(400):
         _assert_same(aug, run, image, seed, f"seed {seed}")
+
+
+def test_mirrored_augmenters_do_not_fall_back_to_imgaug(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The speed-up is real only if the common augmenters are mirrored, not handed back."""
+    import augexport.imgaug_compiled as compiled
+
+    def refuse(aug: Any) -> Any:
+        raise AssertionError(f"{type(aug).__name__} fell back to imgaug")
+
+    monkeypatch.setattr(compiled, "_imgaug_itself", refuse)
+    spec = [{"Fliplr": {"p": 0.5}}, {"Flipud": {"p": 0.2}}, {"Rotate": {"rotate": [-9, 9]}},
+            {"Affine": {"scale": {"x": [0.9, 1.1], "y": 1.0}, "translate_px": [-3, 3], "mode": {"choice": ["edge", "wrap"]},
+                        "cval": [0, 255], "order": {"choice": [0, 1]}}},
+            {"Sequential": {"children": [{"Multiply": {"mul": [0.8, 1.2], "per_channel": 0.5}}], "random_order": True}},
+            {"Sometimes": {"p": 0.5, "then": [{"GaussianBlur": {"sigma": [0.0, 1.0]}}],
+                           "else": [{"Multiply": {"mul": {"choice": [0.9, 1.1]}}}]}}]
+    assert compile_tree(build_sequence(spec, "imgaug"))(_images()[0], 5) is not None
 
 
 def test_sample_imgaug_pipeline_matches_with_unmirrored_subtrees() -> None:
