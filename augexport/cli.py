@@ -154,6 +154,9 @@ class _Progress:
         if not self.quiet:
             from tqdm import tqdm
 
+            # tqdm's monitor is a thread, and a process with a second thread spawns its workers
+            # instead of forking them (engine.worker_start_method); every update redraws anyway
+            tqdm.monitor_interval = 0
             self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
 
     def update(self, n: int) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -232,9 +233,14 @@ class _Finishing:
 
 def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collector, job: Job, workers: int,
               batch_size: int, finish_block: Finisher | None) -> Iterator[Emitted | UnitOut]:
-    """Tasks through a pool of spawned worker processes, at most 3 per worker in flight. Finished
-    blocks wait in `finishing` (in order) while their encode tasks run."""
-    ctx = mp.get_context("spawn")
+    """Tasks through a pool of worker processes, at most 3 per worker in flight. Finished blocks
+    wait in `finishing` (in order) while their encode tasks run."""
+    method = worker_start_method()
+    ctx = mp.get_context(method)
+    if method == "fork":  # started now, so that the workers share it (a spawned worker is handed it)
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
     owner = pixel_share.new_owner()
     try:
         yield from _pool_loop(ctx, tasks, collect, job, workers, batch_size, finish_block, owner)
@@ -244,6 +250,26 @@ def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collect
                          "--workers 1 to render in this process") from None
     finally:  # results a stopped pool never delivered would hold /dev/shm until this process exits
         pixel_share.remove_owner(owner)
+
+
+def worker_start_method() -> str:
+    """"fork" where forking this process is safe, else "spawn".
+
+    A forked worker starts with the main process's modules already imported; a spawned one starts
+    a new interpreter and imports numpy, augexport and the stages' libraries again (~0.25-0.3 s of
+    every export's wall time here, for two workers). But a fork copies only the thread that calls
+    it: a lock another thread holds at that moment stays held in the child for good. So workers
+    are forked only on Linux and only while this process runs no other thread, as the CLI's main
+    process does (`augexport.__main__` gives numpy's BLAS one thread there), and spawned where
+    anything else runs one: TensorFlow, an object store's I/O loop, a BLAS thread pool, a
+    caller's own threads. A worker's output is the same either way."""
+    if sys.platform != "linux":
+        return "spawn"
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        return "spawn"
+    return "fork" if threads == 1 else "spawn"
 
 
 def _pool_loop(ctx: Any, tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collector, job: Job,
@@ -259,7 +285,7 @@ def _pool_loop(ctx: Any, tasks: Iterator[tuple[list[Block], list[Unit]]], collec
 
         def submit(fn: Callable[[Any], Any], arg: Any) -> cf.Future[Any]:
             nonlocal submitted
-            with _sigint_ignored(submitted < workers):  # a submit may spawn a worker
+            with _workers_start_quiet(submitted < workers):  # a submit may start workers
                 fut = pool.submit(fn, arg)
             submitted += 1
             return fut
@@ -294,18 +320,23 @@ def _pool_loop(ctx: Any, tasks: Iterator[tuple[list[Block], list[Unit]]], collec
 
 
 @contextlib.contextmanager
-def _sigint_ignored(active: bool) -> Iterator[None]:
-    """Spawn workers with SIGINT ignored: Python then never installs its KeyboardInterrupt handler in
-    them, so a Ctrl-C while a worker is still starting prints no traceback (the main process stops
-    the workers itself). Only the main thread may change signal handlers."""
+def _workers_start_quiet(active: bool) -> Iterator[None]:
+    """Start workers with SIGINT ignored: Python then never installs its KeyboardInterrupt handler
+    in them, so a Ctrl-C while a worker is still starting prints no traceback (the main process
+    stops the workers itself). SIGTERM is held back meanwhile: a forked worker starts with the
+    main process's SIGTERM handler, which raises, until `init_worker` resets it and lets the
+    signal through; here the main process takes a held SIGTERM once the workers are started. Only
+    the main thread may change signal handlers."""
     if not active or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a held SIGTERM raises here
 
 
 def _stop(pool: cf.ProcessPoolExecutor) -> None:

@@ -62,6 +62,7 @@ PIPELINES: dict[str, dict[str, Any] | None] = {
 }
 ROW_TITLES = {
     "a": "(a) decode+encode floor (simplejpeg)",
+    "p": "(p) (a) with forked workers",
     "b": "(b) naive tf.keras ImageDataGenerator loop",
     "c": "(c) augexport export, originals only",
     "r": "(r) (c) re-encoded: --quality 85 < the sources' 90",
@@ -75,7 +76,10 @@ ROW_TITLES = {
 }
 NEEDS_STAGE = {"d": "keras", "e": "imgaug", "f": "keras", "s": "keras", "t": "keras"}
 NEEDS_MODULE = {"g": "albumentations", "b": "tensorflow", "h": "tensorflow", "k": "tensorflow"}
-KINDS = {"a": "floor", "b": "idg", "g": "albumentations", "h": "tfdata"}  # the rest: export
+KINDS = {"a": "floor", "p": "floor", "b": "idg", "g": "albumentations", "h": "tfdata"}  # the rest: export
+# how the floor starts its workers: (a) spawns them, as the export did when the speed targets were
+# set against it; (p) forks them, as the export now does where it may (engine.worker_start_method)
+FLOOR_START = {"a": "spawn", "p": "fork"}
 # export options of a row: (r) asks for a quality below the sources' own, so no original keeps its
 # JPEG stream (augexport/jpeg_stream.py) and each is decoded and re-encoded, as the floor does
 OPTIONS: dict[str, dict[str, Any]] = {"r": {"quality": 85}}
@@ -175,7 +179,7 @@ def _floor_task(paths: list[str]) -> int:
     return total
 
 
-def row_floor(files: list[str], workers: int, batch: int) -> tuple[float, float]:
+def row_floor(files: list[str], workers: int, batch: int, start: str) -> tuple[float, float]:
     import concurrent.futures as cf
     import multiprocessing as mp
 
@@ -184,7 +188,7 @@ def row_floor(files: list[str], workers: int, batch: int) -> tuple[float, float]
         _floor_task(files)
         return clock.stop()
     chunks = [files[i : i + batch] for i in range(0, len(files), batch)]
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context(start)) as pool:
         sum(pool.map(_floor_task, chunks))
     return clock.stop()
 
@@ -347,33 +351,45 @@ def vm_hwm_kib(pid: int | str = "self") -> int | None:
     return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
 
 
+_PEAK_POLLER = """
+import os, select, sys
+pid, peak = sys.argv[1], 0
+while not select.select([sys.stdin], [], [], 0.05)[0]:  # until the row closes the pipe
+    kids = set()
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids.update(f.read().split())
+    except OSError:
+        pass
+    for kid in kids:
+        try:
+            with open(f"/proc/{kid}/status") as f:
+                peak = max([peak] + [int(l.split()[1]) for l in f if l.startswith("VmHWM:")])
+        except OSError:
+            pass
+print(peak)
+"""
+
+
 class WorkerPeak:
-    """Largest VmHWM of the worker processes alive while a row runs, sampled from /proc.
+    """Largest VmHWM of the row's child processes (its workers) while it runs, sampled from /proc
+    every 50 ms by a separate process: a sampling thread in the row's own process would make the
+    export spawn its workers instead of forking them (engine.worker_start_method).
 
     Why not ru_maxrss: a process started by fork+exec (every spawned worker, and this child row
     itself, started by the bench) has a ru_maxrss of at least its parent's resident set at the
     moment of the fork (Linux carries the maximum across exec), so RUSAGE_CHILDREN and even this
-    process's RUSAGE_SELF can show the launcher's memory instead of their own. VmHWM is reset by exec."""
+    process's RUSAGE_SELF can show the launcher's memory instead of their own. VmHWM is reset by
+    exec; a forked worker's counts the pages it still shares with the main process."""
 
     def __init__(self) -> None:
-        import threading
-
-        self.kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _poll(self) -> None:
-        import multiprocessing as mp
-
-        while not self._stop.wait(0.05):
-            for proc in mp.active_children():
-                self.kib = max(self.kib, vm_hwm_kib(proc.pid) or 0)
+        self._proc = subprocess.Popen([sys.executable, "-c", _PEAK_POLLER, str(os.getpid())], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
 
     def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.kib
+        out, _ = self._proc.communicate("")
+        return int(out.strip() or 0)
 
 
 def child(spec: dict[str, Any]) -> None:
@@ -383,7 +399,7 @@ def child(spec: dict[str, Any]) -> None:
         return
     peak = WorkerPeak()
     if kind == "floor":
-        seconds, cpu = row_floor(_files(Path(spec["src"])), spec["workers"], spec["batch"])
+        seconds, cpu = row_floor(_files(Path(spec["src"])), spec["workers"], spec["batch"], spec["start"])
     elif kind == "idg":
         seconds, cpu = row_idg(_files(Path(spec["src"]))[: spec["limit"]], spec["workers"], spec["tmp"])
     elif kind in ("albumentations", "tfdata"):
@@ -397,8 +413,10 @@ def child(spec: dict[str, Any]) -> None:
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    # OPENBLAS_NUM_THREADS as `augexport` sets it for itself (augexport/__main__.py): every row's
+    # process then runs one thread, and the export forks its workers as the CLI does
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
+           "TF_CPP_MIN_LOG_LEVEL": "3", "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
                           env=env, cwd=REPO)
     if proc.returncode != 0:
@@ -453,7 +471,7 @@ def run_rows(args: argparse.Namespace, data: dict[str, Path], tmp: str, sizes: d
                 spec: dict[str, Any] = {"kind": KINDS.get(row, "export"), "src": str(data["jpeg"]), "workers": w,
                                         "batch": args.batch_size, "limit": n, "tmp": tmp,
                                         "out": f"{tmp}/out-{row}{w}", "pipeline": PIPELINES.get(row),
-                                        "options": OPTIONS.get(row)}
+                                        "options": OPTIONS.get(row), "start": FLOOR_START.get(row)}
                 got = run_child(spec)
                 runs.setdefault((row, w), []).append(got)
                 cpu = "" if got["cpu"] is None else f", CPU {got['cpu']:6.2f} s"
@@ -472,7 +490,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, help="runs per row; the median is printed (default 3)")
     ap.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--rows", default="abcrdefstghk", help="subset of rows to run, e.g. ac (k: the tf_image kernels)")
+    ap.add_argument("--rows", default="apbcrdefstghk", help="subset of rows to run, e.g. ac (k: the tf_image kernels)")
     ap.add_argument("--keep", metavar="DIR", help="build the data set in DIR and keep it")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -533,7 +551,8 @@ def report_rates(rate: dict[tuple[str, int], float], workers: list[int], stages:
 #: (numerator, denominator, target, "%" or "x"): the ratios the project is judged by.
 RATIOS = [("c", "a", 0.90, "%"), ("r", "a", None, "%"), ("d", "a", 0.55, "%"), ("d", "b", 8.0, "x"), ("d", "g", 1.2, "x"),
           ("d", "h", None, "x"), ("e", "a", 0.40, "%"), ("s", "t", 0.40, "%"), ("f", "d", 0.85, "%"),
-          ("g", "a", None, "%")]
+          ("g", "a", None, "%"), ("c", "p", None, "%"), ("d", "p", None, "%"), ("e", "p", None, "%"),
+          ("g", "p", None, "%")]
 
 
 def report_ratios(rate: dict[tuple[str, int], float], workers: list[int]) -> None:
@@ -551,13 +570,14 @@ def report_ratios(rate: dict[tuple[str, int], float], workers: list[int]) -> Non
             lines.append((f"({num}) / ({den})  {w}w{goal}", _verdict(x, target, text)))
     lo, hi = min(workers), max(workers)
     if hi != lo:
-        floor = _scaling(rate, "a", lo, hi)
-        for row in "acrdefstg":
+        floor, forked = _scaling(rate, "a", lo, hi), _scaling(rate, "p", lo, hi)
+        for row in "apcrdefstg":
             x = _scaling(rate, row, lo, hi)
             if row in "cd" and x and floor:  # target: >= 90% of the floor's own scaling on this box
                 share = x / floor
+                also = f"; {x / forked:.0%} of (p)'s" if forked else ""
                 lines.append((f"({row}) {hi}w / {lo}w", _verdict(share, 0.9, f"{x:.2f}x = {share:.0%} of the floor's")
-                              + " (target >= 90% of the floor's scaling)"))
+                              + f" (target >= 90% of the floor's scaling{also})"))
             else:
                 lines.append((f"({row}) {hi}w / {lo}w", f"{x:.2f}x" if x else "n/a"))
     for name, value in lines:

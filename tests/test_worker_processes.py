@@ -3,6 +3,7 @@ interrupt stops the whole run at once (no graceful wait), at any moment, resumab
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -115,6 +116,70 @@ def test_workers_import_opencv_and_pil_only_when_a_stage_or_codec_needs_them(tmp
         assert pool.submit(worker_probe.opencv_threads).result() == 1
 
 
+_THREADED = ("import threading, time; threading.Thread(target=time.sleep, args=(3600,), daemon=True).start(); "
+             "from augexport.__main__ import main; main()")
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.append(int(entry.name))
+    return kids
+
+
+def _worker_command_lines(proc: subprocess.Popen[str]) -> list[str]:
+    """What each worker of `proc` runs, read until `proc` ends (the resource tracker left out).
+    A forked worker's command line is its parent's; a spawned one runs multiprocessing's
+    `spawn_main` (read again each time: a spawned one shows its parent's until its exec, and an
+    exited one, not yet reaped, shows none)."""
+    seen: dict[int, str] = {}
+    while proc.poll() is None:
+        for pid in _children(proc.pid):
+            with contextlib.suppress(OSError):
+                if cmd := (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    seen[pid] = cmd
+        time.sleep(0.01)
+    return [cmd for cmd in seen.values() if "resource_tracker" not in cmd]
+
+
+def test_the_cli_forks_its_workers_and_a_process_with_other_threads_spawns_them(corpus: Path, tmp_path: Path) -> None:
+    """Forked workers skip the interpreter and imports a spawned one pays; a process running a
+    second thread spawns them (a fork would copy locks that thread may hold). Same bytes."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    lines = {}
+    for how, head in (("plain", [sys.executable, "-m", "augexport"]), ("threaded", [sys.executable, "-c", _THREADED])):
+        cmd = head + _cmd(corpus, tmp_path / how)[3:]
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        lines[how] = _worker_command_lines(proc)
+        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    parent = " ".join([sys.executable, "-m", "augexport", *_cmd(corpus, tmp_path / "plain")[3:]]) + " "
+    assert lines["plain"] and all(cmd == parent for cmd in lines["plain"]), lines["plain"]
+    assert lines["threaded"] and all("spawn_main" in cmd for cmd in lines["threaded"]), lines["threaded"]
+    assert shard_hashes(tmp_path / "plain") == shard_hashes(tmp_path / "threaded")
+
+
+def test_workers_are_forked_only_on_linux_from_a_single_threaded_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from augexport import engine
+
+    code = ("import os; os.environ['OPENBLAS_NUM_THREADS'] = '1'\n"
+            "import threading, time\n"
+            "from augexport.engine import worker_start_method as method\n"
+            "alone = method()\n"
+            "threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+            "print(alone, method())")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.stdout.split() == ["fork", "spawn"]
+    monkeypatch.setattr(engine.sys, "platform", "darwin")  # fork is unsafe there with no threads too
+    assert engine.worker_start_method() == "spawn"
+
+
 @pytest.mark.parametrize("interpreter", ["/nonexistent/python", "exits"])
 def test_workers_that_cannot_start_are_named_as_such_not_as_a_write_error(tmp_path: Path, interpreter: str) -> None:
     """A worker interpreter that is missing or exits at once (a user who may not run it, a broken
@@ -125,8 +190,7 @@ def test_workers_that_cannot_start_are_named_as_such_not_as_a_write_error(tmp_pa
         fake.chmod(0o755)
         interpreter = str(fake)
     src = make_class_folder(tmp_path / "src", {"a": 40, "b": 40}, size=(16, 16))
-    code = (f"import multiprocessing.spawn as s; s.set_executable({interpreter!r}); "
-            "from augexport.__main__ import main; main()")
+    code = f"import multiprocessing.spawn as s; s.set_executable({interpreter!r}); {_THREADED}"  # spawned
     res = subprocess.run([sys.executable, "-c", code, "export", str(src), str(tmp_path / "out"), "--workers", "2",
                           "--batch-size", "4"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert res.returncode == 1, res.stderr
