@@ -13,6 +13,7 @@ import bisect
 import collections
 import concurrent.futures as cf
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import signal
@@ -326,15 +327,19 @@ def _workers_start_quiet(active: bool) -> Iterator[None]:
     stops the workers itself). SIGTERM is held back meanwhile: a forked worker starts with the
     main process's SIGTERM handler, which raises, until `init_worker` resets it and lets the
     signal through; here the main process takes a held SIGTERM once the workers are started. Only
-    the main thread may change signal handlers."""
+    the main thread may change signal handlers. The main process's objects are also frozen out of
+    the garbage collector meanwhile: a forked worker's collections then never walk (and so copy)
+    the pages it shares with the main process, such as a large listing's."""
     if not active or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    gc.freeze()
     try:
         yield
     finally:
+        gc.unfreeze()
         signal.signal(signal.SIGINT, previous)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a held SIGTERM raises here
 

@@ -353,7 +353,7 @@ def vm_hwm_kib(pid: int | str = "self") -> int | None:
 
 _PEAK_POLLER = """
 import os, select, sys
-pid, peak = sys.argv[1], 0
+pid, own, peak, peak_own = sys.argv[1], sys.argv[2] == "own", 0, 0
 while not select.select([sys.stdin], [], [], 0.05)[0]:  # until the row closes the pipe
     kids = set()
     try:
@@ -366,9 +366,12 @@ while not select.select([sys.stdin], [], [], 0.05)[0]:  # until the row closes t
         try:
             with open(f"/proc/{kid}/status") as f:
                 peak = max([peak] + [int(l.split()[1]) for l in f if l.startswith("VmHWM:")])
+            if own:  # pages no other process maps (walking them costs the kernel more: memory rows only)
+                with open(f"/proc/{kid}/smaps_rollup") as f:
+                    peak_own = max(peak_own, sum(int(l.split()[1]) for l in f if l.startswith("Private_")))
         except OSError:
             pass
-print(peak)
+print(peak, peak_own)
 """
 
 
@@ -381,15 +384,17 @@ class WorkerPeak:
     itself, started by the bench) has a ru_maxrss of at least its parent's resident set at the
     moment of the fork (Linux carries the maximum across exec), so RUSAGE_CHILDREN and even this
     process's RUSAGE_SELF can show the launcher's memory instead of their own. VmHWM is reset by
-    exec; a forked worker's counts the pages it still shares with the main process."""
+    exec; a forked worker's counts the pages it still shares with the main process, so with `own`
+    the peak of each worker's private pages (its own memory) is sampled too."""
 
-    def __init__(self) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-c", _PEAK_POLLER, str(os.getpid())], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True)
+    def __init__(self, own: bool = False) -> None:
+        self._proc = subprocess.Popen([sys.executable, "-c", _PEAK_POLLER, str(os.getpid()), "own" if own else "-"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, int]:
         out, _ = self._proc.communicate("")
-        return int(out.strip() or 0)
+        peak, own = (int(x) for x in out.split())
+        return peak, own
 
 
 def child(spec: dict[str, Any]) -> None:
@@ -397,7 +402,7 @@ def child(spec: dict[str, Any]) -> None:
     if kind == "kernels":
         print(json.dumps({"kernels": row_kernels(spec["rounds"])}))
         return
-    peak = WorkerPeak()
+    peak = WorkerPeak(own=spec.get("memory", False))
     if kind == "floor":
         seconds, cpu = row_floor(_files(Path(spec["src"])), spec["workers"], spec["batch"], spec["start"])
     elif kind == "idg":
@@ -408,8 +413,10 @@ def child(spec: dict[str, Any]) -> None:
         seconds, cpu = row_export(spec["src"], spec["out"], spec["pipeline"], spec["workers"], spec["batch"],
                              spec.get("options"))
     me = vm_hwm_kib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    workers = peak.stop() or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_main_kib": me, "rss_worker_kib": workers}))
+    workers, own = peak.stop()
+    workers = workers or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_main_kib": me, "rss_worker_kib": workers,
+                      "own_worker_kib": own}))
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -521,7 +528,7 @@ def main() -> None:
         cpu_ms = {key: statistics.median(r["cpu"] for r in v) / images[key] * 1e3
                   for key, v in runs.items() if v[0]["cpu"] is not None}
         mem_row = "d" if "keras" in stages else "c"
-        rss = {key: run_child({"kind": "export", "src": str(data[key]), "out": f"{tmp}/out-rss-{key}", "workers": 2,
+        rss = {key: run_child({"kind": "export", "memory": True, "src": str(data[key]), "out": f"{tmp}/out-rss-{key}", "workers": 2,
                                "batch": args.batch_size, "pipeline": PIPELINES[mem_row]})
                for key in ("png_small", "png", "arrays_small", "arrays")}
         help_s = time_help(max(3, sizes["repeats"]))
@@ -614,13 +621,18 @@ def report_kernels(kernels: dict[str, list[float]]) -> None:
         print(f"  {name:<22}{ours:11.3f}{theirs:11.3f}{ratio:7.2f}x   {'meets' if ratio <= 1.5 else 'MISSES'}")
 
 
+def _worker(v: dict[str, Any]) -> str:
+    own = v.get("own_worker_kib")
+    return f"worker {v['rss_worker_kib'] / 1024:.0f} MiB" + (f" ({own / 1024:.0f} MiB its own)" if own else "")
+
+
 def report_memory(rss: dict[str, Any], mem_row: str, n_png: int) -> None:
     small, big = rss["png_small"], rss["png"]
     peak = {k: max(v["rss_main_kib"], v["rss_worker_kib"]) / 1024 for k, v in rss.items()}
     growth = peak["png"] / peak["png_small"] - 1
     print(f"\nPeak RSS of ({mem_row}) on 32x32 PNGs, 2 workers: {n_png // 10} images: main {small['rss_main_kib'] / 1024:.0f} MiB,"
-          f" worker {small['rss_worker_kib'] / 1024:.0f} MiB; {n_png} images: main {big['rss_main_kib'] / 1024:.0f} MiB, "
-          f"worker {big['rss_worker_kib'] / 1024:.0f} MiB -> {growth:+.1%} ({'meets' if growth <= 0.15 else 'MISSES'} <= +15%)")
+          f" {_worker(small)}; {n_png} images: main {big['rss_main_kib'] / 1024:.0f} MiB, "
+          f"{_worker(big)} -> {growth:+.1%} ({'meets' if growth <= 0.15 else 'MISSES'} <= +15%)")
     print(f"  ({n_png} PNGs took {big['seconds']:.1f} s: {n_png / big['seconds']:.0f} images/s)")
 
 
@@ -629,12 +641,11 @@ def report_arrays(rss: dict[str, Any], mem_row: str, n: int) -> None:
     main_growth = big["rss_main_kib"] / small["rss_main_kib"] - 1
     worker_growth = big["rss_worker_kib"] / max(1, small["rss_worker_kib"]) - 1
     print(f"\nPeak RSS of ({mem_row}) from npy:X,Y arrays of 28x28, 2 workers: {n // 10} images: main "
-          f"{small['rss_main_kib'] / 1024:.0f} MiB, worker {small['rss_worker_kib'] / 1024:.0f} MiB; {n} images: main "
-          f"{big['rss_main_kib'] / 1024:.0f} MiB ({main_growth:+.1%}), worker {big['rss_worker_kib'] / 1024:.0f} MiB "
-          f"({worker_growth:+.1%})")
+          f"{small['rss_main_kib'] / 1024:.0f} MiB, {_worker(small)}; {n} images: main "
+          f"{big['rss_main_kib'] / 1024:.0f} MiB ({main_growth:+.1%}), {_worker(big)} ({worker_growth:+.1%})")
     print(f"  ({n} images took {big['seconds']:.1f} s: {n / big['seconds']:.0f} images/s; peak RSS = VmHWM, the "
-          "largest of the pool's processes for the worker)")
-
+          "largest of the pool's processes for the worker; its own: its private pages, the rest it shares with "
+          "the main process it was forked from)")
 
 if __name__ == "__main__":
     main()

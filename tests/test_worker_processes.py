@@ -180,6 +180,31 @@ def test_workers_are_forked_only_on_linux_from_a_single_threaded_process(monkeyp
     assert engine.worker_start_method() == "spawn"
 
 
+def test_a_worker_forked_while_workers_start_ignores_ctrl_c_holds_sigterm_and_shares_the_heap() -> None:
+    """What a fork inside the start window hands the worker: SIGINT ignored, SIGTERM held back
+    (init_worker resets and releases it), the main process's objects frozen out of the worker's
+    garbage collector (collections there would copy the pages they share). The main process gets
+    all three back afterwards."""
+    import gc
+
+    from augexport import engine
+
+    read, write = os.pipe()
+    with engine._workers_start_quiet(True):
+        pid = os.fork()
+        if pid == 0:  # the child reports and leaves at once
+            held = signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.write(write, f"{held} {ignored} {gc.get_freeze_count() > 0}".encode())
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as f:
+        assert f.read().split() == ["True", "True", "True"]
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN and gc.get_freeze_count() == 0
+
+
 @pytest.mark.parametrize("interpreter", ["/nonexistent/python", "exits"])
 def test_workers_that_cannot_start_are_named_as_such_not_as_a_write_error(tmp_path: Path, interpreter: str) -> None:
     """A worker interpreter that is missing or exits at once (a user who may not run it, a broken
