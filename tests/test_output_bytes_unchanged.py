@@ -94,3 +94,36 @@ def test_output_bytes_match_the_record(name: str, tmp_path: Path) -> None:
 
 def test_every_recorded_case_still_exists() -> None:
     assert set(json.loads(GOLDEN.read_text())) == set(CASES)
+
+
+_FORKED = """
+import json, os, sys
+os.environ["OPENBLAS_NUM_THREADS"] = "1"  # as the CLI sets it: this process then runs one thread
+from pathlib import Path
+from augexport import engine
+from tests.test_output_bytes_unchanged import CASES, run_case
+methods, start = [], engine.worker_start_method
+engine.worker_start_method = lambda: methods.append(start()) or methods[-1]
+got = {}
+for name in sys.argv[2:]:
+    case = CASES[name]
+    got[name] = run_case({**case, "options": {**case.get("options", {}), "workers": 2, "batch_size": 3}},
+                         Path(sys.argv[1]) / name)
+print(json.dumps({"methods": methods, "hashes": got}))
+"""
+
+
+def test_forked_workers_write_the_recorded_bytes(tmp_path: Path) -> None:
+    """The cases again through two forked workers, as the CLI's pool runs them (the TFDS case's
+    source starts TensorFlow's threads in the main process, whose workers are then spawned)."""
+    import subprocess
+    import sys
+
+    names = sorted(set(CASES) - {"tfds"})
+    res = subprocess.run([sys.executable, "-c", _FORKED, str(tmp_path), *names], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["methods"] and set(out["methods"]) == {"fork"}, out["methods"]
+    record = json.loads(GOLDEN.read_text())
+    assert out["hashes"] == {name: record[name] for name in names}
