@@ -155,7 +155,8 @@ class _Progress:
             from tqdm import tqdm
 
             # tqdm's monitor is a thread, and a process with a second thread spawns its workers
-            # instead of forking them (engine.worker_start_method); every update redraws anyway
+            # instead of forking them (engine.worker_start_method); it only shortens the wait for
+            # a redraw when updates are far apart, and this bar is updated as each block lands
             tqdm.monitor_interval = 0
             self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
 

@@ -335,11 +335,14 @@ def _workers_start_quiet(active: bool) -> Iterator[None]:
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    gc.freeze()
+    freeze = gc.get_freeze_count() == 0  # a caller's own freeze is left as it is
+    if freeze:
+        gc.freeze()
     try:
         yield
     finally:
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
         signal.signal(signal.SIGINT, previous)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a held SIGTERM raises here
 

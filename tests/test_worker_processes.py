@@ -203,6 +203,14 @@ def test_a_worker_forked_while_workers_start_ignores_ctrl_c_holds_sigterm_and_sh
         assert f.read().split() == ["True", "True", "True"]
     assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN and gc.get_freeze_count() == 0
+    gc.freeze()  # a caller's own freeze (a pre-forking server's) is left as it is
+    try:
+        frozen = gc.get_freeze_count()
+        with engine._workers_start_quiet(True):
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.parametrize("interpreter", ["/nonexistent/python", "exits"])
