@@ -236,21 +236,43 @@ def _run_pool(tasks: Iterator[tuple[list[Block], list[Unit]]], collect: _Collect
               batch_size: int, finish_block: Finisher | None) -> Iterator[Emitted | UnitOut]:
     """Tasks through a pool of worker processes, at most 3 per worker in flight. Finished blocks
     wait in `finishing` (in order) while their encode tasks run."""
-    method = worker_start_method()
-    ctx = mp.get_context(method)
-    if method == "fork":  # started now, so that the workers share it (a spawned worker is handed it)
-        from multiprocessing import resource_tracker
-
-        resource_tracker.ensure_running()
     owner = pixel_share.new_owner()
     try:
-        yield from _pool_loop(ctx, tasks, collect, job, workers, batch_size, finish_block, owner)
+        with _opencv_serial():
+            yield from _pool_loop(_pool_context(), tasks, collect, job, workers, batch_size, finish_block, owner)
     except OSError as exc:  # the pool's own pipes and segments, never OUT (the sinks write between yields)
         raise WorkerDied(f"the worker processes could not be started or their results not read "
                          f"({exc.strerror or exc}); finished shards were kept: rerun with --resume, or with "
                          "--workers 1 to render in this process") from None
     finally:  # results a stopped pool never delivered would hold /dev/shm until this process exits
         pixel_share.remove_owner(owner)
+
+
+def _pool_context() -> Any:
+    method = worker_start_method()
+    if method == "fork":  # started now, so that the workers share it (a spawned worker is handed it)
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+    return mp.get_context(method)
+
+
+@contextlib.contextmanager
+def _opencv_serial() -> Iterator[None]:
+    """OpenCV single-threaded in this process while the pool runs: `setNumThreads(1)` ends the
+    threads of its pool, which the pipeline's dry run (or a caller) may have started and which
+    would make the workers spawn; the workers render, not this process. Its thread count is put
+    back afterwards (the pool starts again at OpenCV's next parallel call)."""
+    cv2 = sys.modules.get("cv2")
+    if cv2 is None:
+        yield
+        return
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def worker_start_method() -> str:
@@ -334,7 +356,7 @@ def _workers_start_quiet(active: bool) -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     freeze = gc.get_freeze_count() == 0  # a caller's own freeze is left as it is
     if freeze:
         gc.freeze()
@@ -344,7 +366,7 @@ def _workers_start_quiet(active: bool) -> Iterator[None]:
         if freeze:
             gc.unfreeze()
         signal.signal(signal.SIGINT, previous)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a held SIGTERM raises here
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a held SIGTERM raises here
 
 
 def _stop(pool: cf.ProcessPoolExecutor) -> None:

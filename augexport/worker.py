@@ -350,17 +350,28 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
+def _default_signal_handlers() -> None:
+    """Python-level handlers (callables) back to the default action; ignored signals stay ignored."""
+    for signum in signal.valid_signals():
+        try:
+            if callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):  # signals no handler may be set for
+            pass
+
+
 def init_worker(job: Job, parent: int, threads: int, owner: str | None = None) -> None:
     """Worker start-up. Ctrl-C (SIGINT to the whole process group) is the main process's to handle:
     it stops the workers itself, so no worker prints a KeyboardInterrupt traceback of its own.
-    SIGTERM ends a worker at once: a forked worker would otherwise keep the CLI's handler, which
-    raises inside the task (the pool starts workers with SIGTERM held back until this resets it).
+    Every other signal takes its default action, as in a spawned worker: a forked one would
+    otherwise keep the main process's Python handlers (the CLI's SIGTERM handler raises inside
+    the task; the pool starts workers with SIGTERM held back until it is reset here).
     OpenCV gets `threads` threads: the cores shared out between the workers (its default, one
     thread per core in every worker, makes the workers fight over the cores). imgaug's start-up
     imports that image augmentation never calls are put off (`imgaug_compat.DEFERRED`)."""
     global _RENDERER
+    _default_signal_handlers()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     _die_with_parent(parent)
     set_owner(owner or owner_for(parent))  # shared-memory segments are tagged with the export's run

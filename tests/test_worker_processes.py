@@ -203,6 +203,13 @@ def test_a_worker_forked_while_workers_start_ignores_ctrl_c_holds_sigterm_and_sh
         assert f.read().split() == ["True", "True", "True"]
     assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN and gc.get_freeze_count() == 0
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # a caller's own mask is put back as it was
+    try:
+        with engine._workers_start_quiet(True):
+            pass
+        assert signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     gc.freeze()  # a caller's own freeze (a pre-forking server's) is left as it is
     try:
         frozen = gc.get_freeze_count()
@@ -211,6 +218,53 @@ def test_a_worker_forked_while_workers_start_ignores_ctrl_c_holds_sigterm_and_sh
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_forked_worker_takes_no_python_signal_handler_from_the_main_process(tmp_path: Path) -> None:
+    """As a spawned worker: the caller's handlers (here SIGUSR1's and SIGTERM's) are not run in it."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from augexport.pipeline import build_pipeline
+    from augexport.worker import Job, init_worker
+    from tests import worker_probe
+
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGUSR1, signal.SIGTERM)}
+    try:
+        with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("fork"), initializer=init_worker,
+                                    initargs=(Job(build_pipeline({}).to_spec(), 1), os.getpid(), 1)) as pool:
+            got = pool.submit(worker_probe.signal_handlers, ["SIGUSR1", "SIGTERM", "SIGINT", "SIGPIPE"]).result()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert got == ["default", "default", "ignore", "ignore"]
+
+
+_OPENCV_POOL = """
+import os, sys
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+import cv2, numpy as np
+from augexport import api, engine
+cv2.setNumThreads(2)
+cv2.warpAffine(np.zeros((800, 800, 3), np.uint8), np.eye(2, 3), (800, 800))  # its pool's threads start
+before = len(os.listdir("/proc/self/task"))
+methods, start = [], engine.worker_start_method
+engine.worker_start_method = lambda: methods.append(start()) or methods[-1]
+if __name__ == "__main__":
+    api.export(sys.argv[1], sys.argv[2], workers=2, overrides={"copies": 1, "stages": [{"keras": {"rotation_range": 9}}]})
+    print(before, methods, cv2.getNumThreads())
+"""
+
+
+def test_opencv_threads_in_the_main_process_are_stopped_so_the_workers_fork(corpus: Path, tmp_path: Path) -> None:
+    """A dry run (or a caller) that used OpenCV's thread pool leaves threads that would make the
+    workers spawn: the pool is stopped while the workers run, and OpenCV's thread count put back."""
+    script = tmp_path / "opencv_pool.py"
+    script.write_text(_OPENCV_POOL)
+    res = subprocess.run([sys.executable, str(script), str(corpus), str(tmp_path / "out")], capture_output=True,
+                         text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["2", "['fork']", "2"]
 
 
 @pytest.mark.parametrize("interpreter", ["/nonexistent/python", "exits"])

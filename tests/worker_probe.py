@@ -19,3 +19,11 @@ def opencv_threads() -> int:
     import cv2
 
     return int(cv2.getNumThreads())
+
+
+def signal_handlers(names: list[str]) -> list[str]:
+    """This process's handler for each signal named: "default", "ignore" or "python"."""
+    import signal
+
+    kinds = {signal.SIG_DFL: "default", signal.SIG_IGN: "ignore"}
+    return [kinds.get(signal.getsignal(getattr(signal, n)), "python") for n in names]
