@@ -283,9 +283,10 @@ def worker_start_method() -> str:
     every export's wall time here, for two workers). But a fork copies only the thread that calls
     it: a lock another thread holds at that moment stays held in the child for good. So workers
     are forked only on Linux and only while this process runs no other thread, as the CLI's main
-    process does (`augexport.__main__` gives numpy's BLAS one thread there), and spawned where
-    anything else runs one: TensorFlow, an object store's I/O loop, a BLAS thread pool, a
-    caller's own threads. A worker's output is the same either way."""
+    process does (`augexport.__main__` gives numpy's BLAS one thread there; `_opencv_serial`
+    ends OpenCV's pool first), and spawned where anything else runs one: TensorFlow, an object
+    store's I/O loop, a BLAS thread pool, a caller's own threads. A worker's output is the same
+    either way."""
     if sys.platform != "linux":
         return "spawn"
     try:
