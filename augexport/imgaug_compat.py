@@ -181,12 +181,13 @@ class TreeSeeder:
                 self._reseed(child, np.random.SeedSequence(child_seed, spawn_key=(0,)))
 
 
-def augment_one(aug: Any, image: np.ndarray) -> np.ndarray:
+def augment_one(aug: Any, image: np.ndarray, copy: bool = True) -> np.ndarray:
     """`aug(image=image)` without its UnnormalizedBatch round trip: the batch imgaug would build
-    (a list holding a copy of the image) handed to `augment_batch_` directly."""
+    (a list holding a copy of the image) handed to `augment_batch_` directly. `copy=False` for an
+    image the caller owns, which imgaug may then change in place."""
     from imgaug.augmentables.batches import _BatchInAugmentation
 
-    return aug.augment_batch_(_BatchInAugmentation(images=[image.copy()])).images[0]
+    return aug.augment_batch_(_BatchInAugmentation(images=[image.copy() if copy else image])).images[0]
 
 
 def _patch_augmenters() -> None:

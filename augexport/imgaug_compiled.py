@@ -361,15 +361,13 @@ def _builders() -> Sequence[tuple[type, tuple[str, ...], Callable[[Any], Node]]]
 def _imgaug_itself(aug: Any) -> Node:
     """A subtree this module does not mirror: reseeded from its SeedSequence as the whole tree's
     reseed would, then run through imgaug (its result depends only on that seed)."""
-    from imgaug.augmentables.batches import _BatchInAugmentation
-
-    from .imgaug_compat import TreeSeeder
+    from .imgaug_compat import TreeSeeder, augment_one
 
     seeder = TreeSeeder(aug)
 
     def run(image: np.ndarray, seq: np.random.SeedSequence) -> np.ndarray:
         seeder.reseed(seq)
-        return aug.augment_batch_(_BatchInAugmentation(images=[image])).images[0]
+        return augment_one(aug, image, copy=False)  # the image is this run's own copy
 
     return run
 
