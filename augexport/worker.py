@@ -279,8 +279,8 @@ class Renderer:
         pastes nothing (lambda 1): that step does not count as mixing, and names its partner in its
         params entry, since mix_source_id names that of the first step that mixed."""
         first = next((s for s in steps if s.entry["lambda"] < 1.0), None)
-        params = [*params, *(s.entry if s is first or "partner_source_id" in s.entry
-                             else {**s.entry, "partner_source_id": s.partner_id} for s in steps)]
+        params = [*params, *(s.entry if s is first else {**s.entry, "partner_source_id": s.partner_id}
+                             for s in steps)]
         mixing = [(s.partner_label, s.entry["lambda"]) for s in steps if s.entry["lambda"] < 1.0]
         if encoded is None:
             encoded = codec.encode(image, self.job.encoding, self.job.quality)
@@ -318,8 +318,6 @@ class Renderer:
             rng = example_rng(self.pipeline.seed, source_id, copy, streams(partner.entry)[1])
             drawn = sample_mix(rng, entry.draw_method(rng), entry.alpha, shape[0], shape[1])
             recorded = {"stage": "mix", **drawn, "partner_copy": partner.copy}
-            if partner.entry > 0:  # the first entry's partner is the record's mix_source_id
-                recorded["partner_source_id"] = partner.item.source_id
             # the device path resizes the partner once the main process has rendered it
             image = done if isinstance(done, Deferred) else match_size(done[0], shape)
             steps.append(MixStep(image, recorded, partner.item.source_id, partner.item.label))
