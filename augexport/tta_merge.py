@@ -117,6 +117,40 @@ def merge_scores(probs: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray
     return votes / k, predicted
 
 
+def _load_predictions(predictions: np.ndarray | str | os.PathLike[str]) -> tuple[np.ndarray, str]:
+    """The predictions as float64, and how messages name them (the file, or "predictions")."""
+    what = "predictions"
+    if isinstance(predictions, (str, os.PathLike)):
+        what = f"--predictions {predictions}"
+        try:
+            with open(predictions, "rb") as f:
+                if f.read(6) != b"\x93NUMPY":
+                    raise UsageError(f"{what} is not a .npy file; accepted: an array saved with np.save, one row "
+                                     "per record")
+            predictions = np.load(predictions, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise UsageError(f"{what}: cannot read a .npy array: {exc}") from None
+    raw = np.asarray(predictions)
+    if raw.dtype.kind not in "biuf":
+        raise UsageError(f"{what} have dtype {raw.dtype}; accepted: real numbers (probabilities or --logits)")
+    return raw.astype(np.float64), what
+
+
+def _check_shape(preds: np.ndarray, what: str, split: str, n_rows: int, k: int, classes: list[str]) -> None:
+    if preds.ndim != 2 or preds.shape[1] < 1:
+        raise UsageError(f"{what} have shape {preds.shape}; expected 2-D (N·K, C) = ({n_rows}, C): one row "
+                         "per record in record order")
+    if preds.shape[0] != n_rows:
+        raise UsageError(f"{what} have {preds.shape[0]} rows, but split {split!r} has N·K = {n_rows // k}·{k} "
+                         f"= {n_rows} records (read the split in order: shuffle_files=False, no shuffle)")
+    if preds.shape[1] != len(classes):
+        raise UsageError(f"{what} have {preds.shape[1]} columns, but split {split!r} has {len(classes)} classes "
+                         f"({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''}): column j must be the "
+                         "score of class j, in the order of the manifest's class_names")
+    if not np.isfinite(preds).all():
+        raise UsageError(f"{what} contain NaN or infinite values")
+
+
 def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str | os.PathLike[str], *,
           method: str = "mean", logits: bool = False, output: str | os.PathLike[str] | None = None) -> MergeResult:
     """Merge per-variant predictions (N·K × C, in record order) of TTA split `split` of OUT."""
@@ -128,39 +162,18 @@ def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str
         check_output_file(Path(output), "-o")
     out = Path(out)
     manifest, entry, rows = read_split_rows(out, split)
+    if not rows:
+        raise UsageError(f"split {split!r} of {out} has no records (every source image was skipped: see its "
+                         "errors file), so there is nothing to merge")
     names = [v["name"] for v in entry["tta"]["variants"]]
-    if isinstance(predictions, (str, os.PathLike)):
-        try:
-            with open(predictions, "rb") as f:
-                if f.read(6) != b"\x93NUMPY":
-                    raise UsageError(f"--predictions {predictions} is not a .npy file; accepted: an array saved "
-                                     "with np.save, one row per record")
-            predictions = np.load(predictions, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise UsageError(f"--predictions {predictions}: cannot read a .npy array: {exc}") from None
-    raw = np.asarray(predictions)
-    if raw.dtype.kind not in "biuf":
-        raise UsageError(f"predictions have dtype {raw.dtype}; accepted: real numbers (probabilities or --logits)")
-    preds = raw.astype(np.float64)
-    k = len(names)
-    if preds.ndim != 2 or preds.shape[1] < 1:
-        raise UsageError(f"predictions have shape {preds.shape}; expected 2-D (N·K, C) = ({len(rows)}, C): one row "
-                         "per record in record order")
-    if preds.shape[0] != len(rows):
-        raise UsageError(f"predictions have {preds.shape[0]} rows, but split {split!r} has N·K = {len(rows) // k}·{k} "
-                         f"= {len(rows)} records (read the split in order: shuffle_files=False, no shuffle)")
-    classes = manifest["class_names"]
-    if preds.shape[1] != len(classes):
-        raise UsageError(f"predictions have {preds.shape[1]} columns, but split {split!r} has {len(classes)} classes "
-                         f"({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''}): column j must be the "
-                         "score of class j, in the order of the manifest's class_names")
+    preds, what = _load_predictions(predictions)
+    k, classes = len(names), manifest["class_names"]
+    _check_shape(preds, what, split, len(rows), k, classes)
     ids, labels = group_rows(rows, names)
-    if not np.isfinite(preds).all():
-        raise UsageError("predictions contain NaN or infinite values")
     if logits:
         probs = softmax(preds)
     elif (preds < 0).any():
-        raise UsageError("predictions have negative values, so they are not probabilities; pass --logits")
+        raise UsageError(f"{what} have negative values, so they are not probabilities; pass --logits")
     else:
         probs = preds
     probs = probs.reshape(len(ids), k, -1)

@@ -206,7 +206,8 @@ def test_tta_merge_refuses_more_columns_than_classes(tmp_path: Path) -> None:
     for cols in (3, 1):
         np.save(tmp_path / "p.npy", np.full((6, cols), 1.0 / cols))
         res = RUNNER.invoke(main, ["tta-merge", str(out), "--predictions", str(tmp_path / "p.npy")])
-        assert res.exit_code == 2 and f"predictions have {cols} columns, but split 'test' has 2 classes (a, b)" in res.output
+        assert res.exit_code == 2 and (f"--predictions {tmp_path / 'p.npy'} have {cols} columns, but split 'test' has 2 classes (a, b)"
+                                       in res.output)
     np.save(tmp_path / "p.npy", np.full((6, 2), 0.5))
     assert RUNNER.invoke(main, ["tta-merge", str(out), "--predictions", str(tmp_path / "p.npy")]).exit_code == 0
     assert api.inspect(out)["splits"]["test"]["records"] == 6

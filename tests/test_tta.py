@@ -274,9 +274,24 @@ def test_cli_tta_and_merge(tmp_path):
     np.save(tmp_path / "bad.npy", preds[:7])
     r = runner.invoke(main, ["tta-merge", str(out), "--predictions", str(tmp_path / "bad.npy")])
     assert r.exit_code == 2
-    assert "predictions have 7 rows, but split 'test' has N·K = 3·3 = 9 records" in r.output
+    assert f"--predictions {tmp_path / 'bad.npy'} have 7 rows, but split 'test' has N·K = 3·3 = 9 records" in r.output
     r = runner.invoke(main, ["tta", str(src), str(tmp_path / "o2"), "--variants", "flip"])
     assert r.exit_code == 2 and "unknown variant 'flip'" in r.output
+    np.save(tmp_path / "nan.npy", np.full((9, 2), np.nan))
+    r = runner.invoke(main, ["tta-merge", str(out), "--predictions", str(tmp_path / "nan.npy")])
+    assert r.exit_code == 2 and f"--predictions {tmp_path / 'nan.npy'} contain NaN" in r.output, r.output
+
+
+def test_merging_a_split_that_holds_no_records_is_a_usage_error(tmp_path):
+    """Every image smaller than the crop: the TTA split is written empty, and merging says so."""
+    src = make_class_folder(tmp_path / "src", {"a": 2}, size=(8, 8))
+    runner = CliRunner()
+    r = runner.invoke(main, ["tta", str(src), str(tmp_path / "out"), "--variants", "five_crop:64", "--workers", "1"])
+    assert r.exit_code == 0 and "no records written" in r.output, r.output
+    np.save(tmp_path / "p.npy", np.zeros((0, 1)))
+    r = runner.invoke(main, ["tta-merge", str(tmp_path / "out"), "--predictions", str(tmp_path / "p.npy")])
+    assert r.exit_code == 2 and "split 'test' of" in r.output and "has no records" in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
 
 
 def test_keras_end_to_end_through_tfds(sample_data, tmp_path):
