@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,24 @@ def test_bad_array_sources_exit_2_naming_the_flag(tmp_path: Path) -> None:
     res = run(f"npy:{tmp_path / 'x5.npy'},{tmp_path / 'y3.npy'}")
     assert res.exit_code == 2 and "N×H×W×3" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_bad_labels_are_named_by_their_file_or_key(tmp_path: Path) -> None:
+    x = _fashion(4)[0]
+    np.save(tmp_path / "x.npy", x)
+    for name, y, needle in (("y3.npy", np.zeros(3, np.uint8), "has shape (3,) but X has 4 rows"),
+                            ("yneg.npy", np.array([0, 1, -1, 0]), "holds a negative label (-1)"),
+                            ("yf.npy", np.array([0, 0.5, 1, 0]), "holds non-integer values")):
+        np.save(tmp_path / name, y)
+        with pytest.raises(UsageError, match="^" + re.escape(f"labels {tmp_path / name} {needle}")):
+            list_arrays(f"npy:{tmp_path / 'x.npy'},{tmp_path / name}")
+        with pytest.raises(UsageError, match="^" + re.escape(f"--labels {tmp_path / name} {needle}")):
+            list_arrays(f"npy:{tmp_path / 'x.npy'}", ArrayOptions(labels=str(tmp_path / name)))
+    np.savez(tmp_path / "s.npz", x=x, y=np.array([0, 1, -1, 0]))
+    with pytest.raises(UsageError, match=r"^npz:.*s\.npz \[y\] holds a negative label"):
+        list_arrays(f"npz:{tmp_path / 's.npz'}")
+    with pytest.raises(UsageError, match=r"^y holds a negative label"):
+        list_arrays("memory", ArrayOptions(x=x, y=np.array([0, 1, -1, 0])))
 
 
 def test_export_arrays_rejects_what_is_not_an_array(tmp_path: Path) -> None:

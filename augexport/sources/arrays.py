@@ -398,17 +398,20 @@ def _listing(source: str, opts: ArrayOptions, name: str | None, spool: Any, made
     if source.startswith("npz:"):
         stored, y, names, stamp, location = _open_npz_source(source[4:], opts, spool)
         default_name = os.path.splitext(os.path.basename(source[4:]))[0]
+        y_what = f"npz:{source[4:]} [{opts.y_key}]"
     elif source.startswith("npy:"):
         stored, y, names, stamp, location = _open_npy_source(source[4:], opts, spool)
         default_name = os.path.splitext(os.path.basename(source[4:].split(",")[0]))[0]
+        ypath = _npy_paths(source[4:], opts.labels)[1]
+        y_what = f"--labels {ypath}" if "," not in source[4:] else f"labels {ypath}"
     else:
         stored, y, names, stamp, location = _open_memory_source(opts, spool)
-        default_name = "arrays"
+        default_name, y_what = "arrays", "y"
     what = location.split(" ")[0] if not location.startswith("memory") else "x"
     layout = _layout(stored, what)
     _check_length(stored, what)
     pixels = RawPixels(layout, stored.dtype.str, _scale(stored, opts.value_range, what))
-    labels, classes = labels_from(y, stored.shape[0], "y" if location.startswith("memory") else "labels")
+    labels, classes = labels_from(y, stored.shape[0], y_what)
     class_names = class_names_for(opts.class_names, names, labels, classes)
     if labels.size and labels.max() >= len(class_names):
         raise UsageError(f"label {int(labels.max())} has no class name ({len(class_names)} given)")
