@@ -61,6 +61,13 @@ from .targets import make_out_dir, remove_made_parents
 from .worker import Job
 
 
+def sources_in(listing: SourceListing) -> int:
+    """The inputs an export counts: the images listed, and those that could not be (a --labels row
+    outside SOURCE, an unreadable folder), which it reports as skipped, so that in = out + skipped
+    for one record per image."""
+    return len(listing.items) + len(listing.problems)
+
+
 @dataclass
 class ExportResult:
     out: Path | str  # a str for URLs (Path would turn s3://b/x into s3:/b/x)
@@ -414,7 +421,7 @@ class ExportRun:
         listing = self.listing
         assert listing is not None
         p = self.progress
-        return ExportResult(self.out, self.names.split, len(listing.items), p.written, len(p.errors), seconds,
+        return ExportResult(self.out, self.names.split, sources_in(listing), p.written, len(p.errors), seconds,
                             [s.to_json() for s in shards], describe(timings), len(listing.ignored))
 
     def _write_metadata(self, shards: list[ShardInfo], seconds: float, timings: dict[str, Any]) -> None:
@@ -439,7 +446,7 @@ class ExportRun:
             "shuffle": o.shuffle, "tfds_loadable": o.writes_shards and o.compression == "none",
             "identity": identity_key(self.identity),
             "shards": [s.to_json() for s in shards],
-            "counts": {"source": len(listing.items), "written": p.written, "skipped": len(p.errors), "mixed": p.mixed,
+            "counts": {"source": sources_in(listing), "written": p.written, "skipped": len(p.errors), "mixed": p.mixed,
                        "ignored": len(listing.ignored)},
             "ignored": [{"path": path, "why": why} for path, why in listing.ignored[:1000]],
             "label_counts": p.label_counts,

@@ -92,6 +92,8 @@ def test_labels_csv_with_escaping_paths_and_dotdot_class(tmp_path: Path) -> None
     assert sorted(e["source_id"] for e in errors) == ["../outside.png", "/etc/passwd"]
     assert all("outside SOURCE" in e["error"] for e in errors)
     assert manifest(out)["class_names"] == ["..", "x/../../y", "z"]
+    counts = manifest(out)["splits"]["train"]["counts"]
+    assert (counts["source"], counts["written"], counts["skipped"]) == (4, 2, 2)  # every row counted in
     written = sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*.jpg"))
     assert written == ["images/train/_/a__c0.jpg", "images/train/x_.._.._y/b__c0.jpg"]
     assert not list(tmp_path.glob("*.jpg")) and not (tmp_path / "images").exists()
