@@ -161,6 +161,10 @@ def test_invert_undoes_dihedral():
         np.testing.assert_array_equal(invert(dihedral(x, v["params"]["op"]) if v["kind"] == "dihedral" else x, v), x)
     with pytest.raises(ValueError, match="not invertible"):
         invert(x, parse_variants("five_crop:8")[0])
+    with pytest.raises(TypeError, match="the manifest's entry"):
+        invert(x, "rot90")  # type: ignore[arg-type]
+    assert [v["name"] for v in parse_variants("d4")] == ["identity", "rot90", "rot180", "rot270", "hflip", "vflip",
+                                                         "transpose", "transverse"]  # docs/tta.md's order
 
 
 def test_crop_larger_than_an_image_skips_it(tmp_path):

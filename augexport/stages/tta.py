@@ -109,6 +109,9 @@ def invert(prediction: np.ndarray, variant: dict[str, Any]) -> np.ndarray:
     """Map a dense prediction (H', W', ...) of a variant back to the source frame.
 
     Exact for dihedral and photometric variants; scale/shift lose what left the frame."""
+    if not isinstance(variant, dict):
+        raise TypeError(f"variant must be the manifest's entry (splits.SPLIT.tta.variants[k], a dict with kind, "
+                        f"params and invertible), got {variant!r}")
     kind, p = variant["kind"], variant["params"]
     if not variant.get("invertible"):
         raise ValueError(f"variant {variant['name']!r} is not invertible")
