@@ -198,10 +198,12 @@ def test_not_prepared_fails_fast_with_where_and_how(tmp_path: Path) -> None:
     (["tfds:photos", "--data-dir", "{prepared}", "--split", "validation"], "--split 'validation' is not a split of photos"),
     (["tfds:photos", "--data-dir", "{prepared}", "--label-key", "copy"], "--label-key 'copy': feature is Scalar"),
     (["tfds:cifar10:9.9.9", "--data-dir", "{empty}"], "cannot be loaded at version 9.9.9"),
+    (["tfds:sample_photos:9.9.9", "--data-dir", "{sample}"], "version 9.9.9 is not in --data-dir"),
 ])
 def test_usage_errors_exit_2(args: list[str], message: str, prepared: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    paths = {"empty": tmp_path / "empty", "missing": tmp_path / "missing", "prepared": prepared}
+    paths = {"empty": tmp_path / "empty", "missing": tmp_path / "missing", "prepared": prepared,
+             "sample": Path(__file__).resolve().parent.parent / "sample_tfds"}  # sample_photos/1.0.0/
     res = run_cli("export", args[0], tmp_path / "out", *[a.format(**paths) for a in args[1:]], "--quiet")
     assert res.exit_code == 2, res.output
     assert message in res.output

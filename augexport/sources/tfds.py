@@ -106,6 +106,15 @@ def _exported_dir(name: str, data_dir: Any) -> Any | None:
     return None
 
 
+def _versions(data_dir: str, name: str, config: str | None) -> list[str]:
+    """The prepared versions of NAME[/CONFIG] in a data dir: its VERSION/dataset_info.json folders."""
+    folder = _data_root(data_dir) / name / (config or "")
+    try:
+        return sorted(d.name for d in folder.iterdir() if (d / "dataset_info.json").is_file())
+    except OSError:
+        return []
+
+
 def _not_prepared(spec: str, where: str, data_dir: str | None) -> UsageError:
     given = f"--data-dir {data_dir}" if data_dir else "the default TFDS data dir (--data-dir not given; $TFDS_DATA_DIR or ~/tensorflow_datasets)"
     return UsageError(
@@ -146,6 +155,10 @@ def open_builder(spec: str, data_dir: str | None) -> Any:
     try:
         builder = tfds.builder(full, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
+        found = _versions(data_dir, name, config) if data_dir is not None and version else []
+        if found:
+            raise UsageError(f"SOURCE tfds:{spec}: version {version} is not in --data-dir {data_dir}; accepted: "
+                             f"{', '.join(found)}") from None
         where = f"--data-dir {data_dir} (as {data_dir}/{name}/VERSION/ or {data_dir}/{name}/dataset_info.json)" if data_dir else "--data-dir (not given)"
         raise UsageError(f"SOURCE tfds:{spec}: {name!r} is neither a registered TFDS dataset nor found in {where}") from None
     except (AssertionError, ValueError, TypeError, KeyError) as exc:
