@@ -61,6 +61,15 @@ def _pixels(image: bytes, channels: int) -> np.ndarray:
     return codec.decode(image, channels=channels)
 
 
+def _one_size_hint(entry: dict[str, Any]) -> str:
+    """How to get one image size: an export gets it from --image-size; a TTA split's crops or
+    rotations of non-square images differ in size whatever --image-size was."""
+    if "tta" in entry:
+        return ("its TTA variants give different sizes (crops, or rot90/transpose of non-square images); "
+                "read the split with tf.data or TFDS, or write variants of one size")
+    return "export with --image-size"
+
+
 def load_arrays(out: str | os.PathLike[str], split: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x uint8 N×H×W×C, soft_labels float32 N×C, labels int64 N) of `split`, in record order.
     C of x is the output's channel count (`--channels`): 1 for grey, so x[..., 0] is N×H×W."""
@@ -80,7 +89,7 @@ def load_arrays(out: str | os.PathLike[str], split: str = "train") -> tuple[np.n
             x = np.empty((n, *pixels.shape), np.uint8)
         elif pixels.shape != x.shape[1:]:
             raise UsageError(f"record {count} of split {split!r} is {pixels.shape[1]}x{pixels.shape[0]}, record 0 "
-                             f"{x.shape[2]}x{x.shape[1]}: one array needs one size; export with --image-size")
+                             f"{x.shape[2]}x{x.shape[1]}: one array needs one size; {_one_size_hint(entry)}")
         x[count], soft[count], labels[count] = pixels, soft_label, label
         count += 1
     if count != n:

@@ -171,6 +171,18 @@ def test_load_arrays_follows_record_order_for_shards_and_image_folders(tmp_path:
     assert (soft.max(axis=1) < 1).any()  # some records are mixed: their soft labels came back
 
 
+def test_load_arrays_says_why_sizes_differ(tmp_path: Path) -> None:
+    from tests.conftest import make_class_folder
+
+    src = make_class_folder(tmp_path / "src", {"a": 1, "b": 1}, size=(24, 32))
+    api.export(str(src), tmp_path / "e", workers=1)  # the originals keep their sizes: (H, W) = (24, 32), (28, 38)
+    with pytest.raises(UsageError, match="one array needs one size; export with --image-size"):
+        augexport.load_arrays(tmp_path / "e")
+    api.tta(str(src), tmp_path / "t", variants="identity,rot90", workers=1, image_size=(24, 32))
+    with pytest.raises(UsageError, match="its TTA variants give different sizes"):
+        augexport.load_arrays(tmp_path / "t", "test")
+
+
 def test_bad_array_sources_exit_2_naming_the_flag(tmp_path: Path) -> None:
     x, y = _fashion(4)
     np.savez(tmp_path / "s.npz", x=x, y=y)
