@@ -108,6 +108,38 @@ def test_spline_warps_that_overshoot_take_keras_brightness_rescale(idg, order: i
     assert close_fraction(ours, ref, 1) >= 0.999, (order, fill_mode)
 
 
+@pytest.mark.parametrize("order", [2, 3, 5])
+def test_spline_warps_that_overshoot_are_channel_shifted_before_clipping(idg, order: int) -> None:
+    """Strokes of 255 on 0 make a spline warp overshoot far (-50..317); Keras shifts that float image
+    and clips to its own min..max, so clipping to 0..255 first was up to the shift itself off."""
+    image = np.zeros((28, 28, 1), np.uint8)
+    image[6:22, 12:16] = 255
+    image[6:10, 8:20] = 255
+    for shift in (30.0, -30.0):
+        params = {"theta": 12.0, "zx": 0.9, "zy": 1.1, "channel_shift_intensity": shift}
+        ours = apply_keras(image, params, fill_mode="constant", order=order)
+        ref = keras_reference(idg, image, params, fill_mode="constant", interpolation_order=order)
+        assert close_fraction(ours, ref, 1) >= 0.999, (order, shift)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_wrap_sends_an_exact_negative_multiple_of_the_period_where_scipy_does(idg, order: int) -> None:
+    for shape, params in (((2, 2, 3), {"tx": -3.0}), ((2, 2, 3), {"ty": -1.0}), ((3, 4, 1), {"tx": -3.0}),
+                          ((40, 40, 3), {"tx": -39.0})):
+        image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+        ours = apply_keras(image, params, fill_mode="wrap", order=order)
+        assert np.array_equal(ours, keras_reference(idg, image, params, fill_mode="wrap", interpolation_order=order))
+
+
+def test_a_fractional_fill_is_truncated_before_brightness_as_keras_does(idg) -> None:
+    image = smooth_image(60, 90, seed=5)
+    for cval in (77.6, 100.5, 200.9):
+        params = {"zx": 1.6, "zy": 1.6, "brightness": 3.0}
+        ours = apply_keras(image, params, fill_mode="constant", cval=cval, order=0)
+        ref = keras_reference(idg, image, params, fill_mode="constant", cval=cval, interpolation_order=0)
+        assert np.array_equal(ours, ref), cval
+
+
 def test_channel_shift_and_brightness_exact_without_resample(idg) -> None:
     image = smooth_image(30, 40, seed=2)
     for params in ({"channel_shift_intensity": 23.7, "brightness": None},

@@ -195,7 +195,10 @@ def _wrap_remap(image: np.ndarray, m: np.ndarray, interp: int) -> np.ndarray:
         coord = np.float32(row[0]) * xs + (np.float32(row[1]) * ys + np.float32(row[2]))
         if size > 1:
             out = (coord < 0) | (coord > size - 1)
-            coord[out] = np.mod(coord[out], np.float32(size - 1))
+            wrapped = np.mod(coord[out], np.float32(size - 1))
+            # scipy sends an exact negative multiple of the period to n-1, not to 0
+            wrapped[(wrapped == 0) & (coord[out] < 0)] = size - 1
+            coord[out] = wrapped
         else:
             coord[:] = 0
         maps.append(coord)
@@ -284,6 +287,15 @@ def _warp_then_brightness(image: np.ndarray, m: np.ndarray, fill_mode: str, cval
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def _spline_warp_then_shift(image: np.ndarray, m: np.ndarray, fill_mode: str, cval: float, order: int,
+                            shift: float) -> np.ndarray:
+    """A spline warp (orders 2-5) overshoots 0..255; Keras' channel shift clips to the float warp's
+    own min..max, so the shift comes before the overshoot is clipped, as there."""
+    x = warp(image.astype(np.float32), m, fill_mode, cval, order)
+    x = np.clip(x + np.float32(shift), x.min(), x.max())
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
 def apply_keras(image: np.ndarray, params: dict[str, Any], *, fill_mode: str = "nearest", cval: float = 0.0,
                 order: int = 1, fix_axes: bool = False) -> np.ndarray:
     """Pure kernel: `ImageDataGenerator(fill_mode, cval, interpolation_order).apply_transform` on uint8 HxWxC."""
@@ -297,6 +309,10 @@ def apply_keras(image: np.ndarray, params: dict[str, Any], *, fill_mode: str = "
             m = m @ flip_matrix(h, w, flip_h, flip_v)
         if bright is not None and order != 0:  # nearest-neighbour warps are whole levels already
             return _warp_then_brightness(image, m, fill_mode, cval, order, shift, bright)
+        if shift is not None and order >= 2:
+            return _spline_warp_then_shift(image, m, fill_mode, cval, order, shift)
+        if bright is not None and fill_mode == "constant" and 0 <= cval <= 255:
+            cval = float(np.trunc(cval))  # Keras hands PIL its fill as astype('uint8'): truncated
         out = warp(image, m, fill_mode, cval, order)
     elif flip_h or flip_v:
         out = image[::-1 if flip_v else 1, ::-1 if flip_h else 1]
