@@ -39,6 +39,44 @@ def test_device_kernel_matches_the_cpu_kernel(name: str) -> None:
     _check(measure_kernel(name))
 
 
+@pytest.mark.parametrize(("n", "shape"), [(1, (9, 9, 3)), (3, (20, 24, 3)), (8, (8, 12, 3)), (4, (6, 4, 1))])
+def test_device_kernels_hold_when_the_copy_count_equals_an_image_axis(n: int, shape: tuple[int, int, int]) -> None:
+    """N copies against channels, height or width of the same length: per-copy terms (offsets,
+    shifts, tables) stay per copy, and a single square copy keeps its full coordinate grid."""
+    import numpy as np
+
+    from augexport import device_ops
+    from augexport.pipeline import build_pipeline
+    from tests.device_cases import GEOMETRY, INTENSITY
+
+    ims = [np.random.default_rng(k).integers(0, 256, shape, dtype=np.uint8) for k in range(n)]
+    for spec in ({"keras": {**GEOMETRY, **INTENSITY}}, {"tf_image": [{"random_brightness": {"max_delta": 0.3}}]}):
+        stage = build_pipeline({"stages": [spec]}).stages[0]
+        params = [stage.draw(np.random.default_rng(7 + k), im.shape) for k, im in enumerate(ims)]
+        cpu = np.stack([stage.run(im, p) for im, p in zip(ims, params, strict=True)])
+        dev = device_ops.to_host(device_ops.apply_stage(stage, device_ops.to_device(ims), params))
+        assert np.array_equal(dev, cpu), (spec, n, shape)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_device_wrap_and_fractional_fills_match_the_cpu_on_their_edge_cases(order: int) -> None:
+    """A shift of exactly -(n-1) under wrap (scipy sends it to n-1), and a fractional cval under a
+    brightness (truncated, as Keras hands it to PIL)."""
+    import numpy as np
+
+    from augexport import device_ops
+    from augexport.stages.keras import apply_keras
+
+    ims = [np.random.default_rng(k).integers(0, 256, (3, 4, 3), dtype=np.uint8) for k in range(3)]
+    for mode, cval, params in (("wrap", 0.0, [{"tx": -3.0}, {"ty": -2.0}, {"tx": -6.0, "ty": 2.0}]),
+                               ("constant", 77.6, [{"zx": 1.6, "zy": 1.6, "brightness": 2.5}, {"zx": 1.6, "zy": 1.6},
+                                                   {"zx": 0.5, "zy": 0.5, "brightness": 0.8}])):
+        dev = device_ops.to_host(device_ops.keras_warp(device_ops.to_device(ims), params, fill_mode=mode, cval=cval,
+                                                       order=order, fix_axes=False))
+        cpu = np.stack([apply_keras(im, p, fill_mode=mode, cval=cval, order=order) for im, p in zip(ims, params, strict=True)])
+        assert np.array_equal(dev, cpu), (mode, order)
+
+
 @pytest.mark.parametrize("method", ["cutmix", "mixup"])
 def test_device_mix_matches_numpy(method: str) -> None:
     _check(measure_mix(method))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-from .runtime import Tensor, per_copy, run, u8
+from .runtime import Tensor, add, per_copy, run, u8
 
 _INV255 = np.float32(1.0 / 255.0)
 #: the value a copy whose op did not apply gets (its result is not used)
@@ -30,7 +30,7 @@ def _to_uint8(x: Tensor) -> Tensor:
 
 
 def brightness(batch: Tensor, deltas: Tensor) -> Tensor:
-    return _to_uint8(ops.add(_to_float(batch), per_copy(deltas)))
+    return _to_uint8(add(_to_float(batch), per_copy(deltas)))
 
 
 def channel_means(x: Tensor) -> Tensor:
@@ -42,14 +42,14 @@ def channel_means(x: Tensor) -> Tensor:
     while left > 1:
         right = left // 2
         left -= right
-        flat = ops.concatenate([ops.add(flat[:, :right], flat[:, left:left + right]), flat[:, right:left]], axis=1)
+        flat = ops.concatenate([add(flat[:, :right], flat[:, left:left + right]), flat[:, right:left]], axis=1)
     return ops.reshape(ops.multiply(flat[:, :1], np.float32(1) / np.float32(h * w)), (n, 1, 1, c))
 
 
 def contrast(batch: Tensor, factors: Tensor) -> Tensor:
     x = _to_float(batch)
     mean = channel_means(x)
-    return _to_uint8(ops.add(mean, ops.multiply(per_copy(factors), ops.subtract(x, mean))))
+    return _to_uint8(add(mean, ops.multiply(per_copy(factors), ops.subtract(x, mean))))
 
 
 def _rgb(batch: Tensor) -> list[Tensor]:
@@ -76,10 +76,10 @@ def _plus_double(a: Tensor, c: float) -> Tensor:
     float32 pair hi + lo, a + hi exactly as a sum and its error (TwoSum), then one rounding."""
     hi = np.float32(c)
     lo = np.float32(c - float(hi))
-    s = ops.add(a, hi)
+    s = add(a, hi)
     bb = ops.subtract(s, a)
-    err = ops.add(ops.subtract(a, ops.subtract(s, bb)), ops.subtract(hi, bb))
-    return ops.add(s, ops.add(err, lo))
+    err = add(ops.subtract(a, ops.subtract(s, bb)), ops.subtract(hi, bb))
+    return add(s, add(err, lo))
 
 
 def saturation(batch: Tensor, factors: Tensor) -> Tensor:
@@ -93,7 +93,7 @@ def saturation(batch: Tensor, factors: Tensor) -> Tensor:
                     ops.where(ops.equal(g, v), _plus_double(ops.multiply(norm, ops.subtract(b, r)), 2.0 / 6.0),
                               _plus_double(ops.multiply(norm, ops.subtract(r, g)), 4.0 / 6.0)))
     hue = ops.where(ops.less_equal(span, 0.0), 0.0, hue)
-    hue = ops.where(ops.less(hue, 0.0), ops.add(hue, np.float32(1)), hue)
+    hue = ops.where(ops.less(hue, 0.0), add(hue, np.float32(1)), hue)
     s = ops.clip(ops.multiply(s, ops.reshape(factors, (-1, 1, 1))), 0.0, 1.0)
     chroma = ops.multiply(s, v)
     m = ops.subtract(v, chroma)
@@ -103,7 +103,7 @@ def saturation(batch: Tensor, factors: Tensor) -> Tensor:
     zero = ops.zeros_like(x)
     rgb = _pick(ops.floor(dh), [(chroma, x, zero), (x, chroma, zero), (zero, chroma, x), (zero, x, chroma),
                                 (x, zero, chroma), (chroma, zero, x)], (zero, zero, zero))
-    return _back([ops.add(ch, m) for ch in rgb])
+    return _back([add(ch, m) for ch in rgb])
 
 
 def hue(batch: Tensor, deltas: Tensor) -> Tensor:
@@ -119,15 +119,15 @@ def hue(batch: Tensor, deltas: Tensor) -> Tensor:
     grey = ops.equal(span, 0.0)
     ratio = ops.divide(ops.subtract(vmid, vmin), ops.where(grey, np.float32(1), span))
     odd = ops.equal(ops.mod(cat, 2), 1)
-    h = ops.add(ops.cast(cat, "float32"), ops.where(odd, ops.subtract(np.float32(1), ratio), ratio))
+    h = add(ops.cast(cat, "float32"), ops.where(odd, ops.subtract(np.float32(1), ratio), ratio))
     h = ops.where(grey, 0.0, h)
-    h = ops.add(h, ops.multiply(ops.reshape(deltas, (-1, 1, 1)), np.float32(6)))
-    h = ops.where(ops.less(h, 0.0), ops.add(h, np.float32(6)), h)
+    h = add(h, ops.multiply(ops.reshape(deltas, (-1, 1, 1)), np.float32(6)))
+    h = ops.where(ops.less(h, 0.0), add(h, np.float32(6)), h)
     h = ops.where(ops.greater_equal(h, 6.0), ops.subtract(h, np.float32(6)), h)
     k = ops.floor(h)
     frac = ops.subtract(h, k)
     frac = ops.where(ops.equal(ops.mod(k, 2.0), 1.0), ops.subtract(np.float32(1), frac), frac)
-    mid = ops.add(vmin, ops.multiply(frac, span))
+    mid = add(vmin, ops.multiply(frac, span))
     return _back(_pick(k, [(vmax, mid, vmin), (mid, vmax, vmin), (vmin, vmax, mid), (vmin, mid, vmax),
                            (mid, vmin, vmax), (vmax, vmin, mid)], (vmax, vmin, mid)))
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-from .runtime import Tensor, per_copy, run, u8
+from .runtime import Tensor, add, per_copy, run, u8
 
 
 def _mix(bases: Tensor, a: dict[str, Tensor], static: tuple[Any, ...]) -> Tensor:
@@ -23,7 +23,7 @@ def _mix(bases: Tensor, a: dict[str, Tensor], static: tuple[Any, ...]) -> Tensor
     inside = ops.logical_and(ops.logical_and(ops.greater_equal(ys, edge(0)), ops.less(ys, edge(2))),
                              ops.logical_and(ops.greater_equal(xs, edge(1)), ops.less(xs, edge(3))))
     cut = ops.where(ops.expand_dims(inside, -1), partners, bases)
-    blend = ops.add(ops.multiply(per_copy(a["w_base"]), ops.cast(bases, "float32")),
+    blend = add(ops.multiply(per_copy(a["w_base"]), ops.cast(bases, "float32")),
                     ops.multiply(per_copy(a["w_partner"]), ops.cast(partners, "float32")))
     blended = u8(ops.clip(ops.round(blend), 0.0, 255.0))
     return ops.where(per_copy(a["is_cut"]), cut, blended)

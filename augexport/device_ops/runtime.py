@@ -46,6 +46,18 @@ def run(kernel: Kernel, batch: Tensor, arrays: dict[str, np.ndarray], static: tu
     return jitted(batch, tensors, static)
 
 
+def add(x: Tensor, y: Tensor) -> Tensor:
+    """`ops.add` with both operands broadcast to their common shape first. Keras' TensorFlow
+    backend turns an `add` whose second operand has one axis longer than 1 into `tf.nn.bias_add`
+    along the first operand's last axis (or axis 1) when that length matches: a per-copy
+    (N, 1, 1, 1) term of N copies then lands on the channels (N = C) or rows (N = H)."""
+    sx, sy = tuple(getattr(x, "shape", ())), tuple(getattr(y, "shape", ()))
+    if sx == sy or not sx or not sy:  # nothing to broadcast, or a scalar (never taken for a bias)
+        return ops.add(x, y)
+    shape = np.broadcast_shapes(sx, sy)
+    return ops.add(ops.broadcast_to(x, shape), ops.broadcast_to(y, shape))
+
+
 def per_copy(values: Tensor) -> Tensor:
     """(N,) -> (N, 1, 1, 1), to broadcast one value per copy over its pixels."""
     return ops.reshape(values, (-1, 1, 1, 1))

@@ -21,7 +21,7 @@ import numpy as np
 from keras import ops
 
 from ..stages.keras import affine_matrix, flip_matrix, inside_columns, intensity_lut
-from .runtime import Tensor, copy_offsets, per_copy, run, u8
+from .runtime import Tensor, add, copy_offsets, per_copy, run, u8
 
 _AB = 1024  # warpAffine's fixed point: 10 fractional bits of the source coordinate
 _TAB = 32  # then 1/32 pixel for the bilinear weights (INTER_BITS = 5)
@@ -80,6 +80,14 @@ def _shift_tables(params: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
             "shift": np.array(shifts, dtype=np.float32)}
 
 
+def _fill_levels(params: Sequence[dict[str, Any]], cval: float) -> np.ndarray:
+    """The constant fill of each copy's uint8 warp, as `apply_keras` makes it: truncated where a
+    brightness follows (Keras hands PIL the fill as astype('uint8')), else rounded."""
+    rounded, truncated = int(np.clip(np.rint(cval), 0, 255)), int(np.trunc(cval)) if 0 <= cval <= 255 else None
+    return np.array([truncated if truncated is not None and p.get("brightness") is not None else rounded
+                     for p in params], dtype=np.int32)
+
+
 def keras_warp(batch: Tensor, params: Sequence[dict[str, Any]], *, fill_mode: str, cval: float, order: int,
                fix_axes: bool) -> Tensor:
     """`apply_keras(image, params, fill_mode, cval, order, fix_axes)` for every copy of the batch."""
@@ -94,6 +102,7 @@ def keras_warp(batch: Tensor, params: Sequence[dict[str, Any]], *, fill_mode: st
             bounds = [inside_columns(m, h, w) for m in ms]
             arrays["first"] = np.stack([b[0] for b in bounds]).astype(np.int32)
             arrays["last"] = np.stack([b[1] for b in bounds]).astype(np.int32)
+            arrays["fill"] = _fill_levels(params, cval)
     intensity = any(p.get("channel_shift_intensity") is not None or p.get("brightness") is not None for p in params)
     if intensity:
         arrays.update(_shift_tables(params), float_path=float_path)
@@ -110,7 +119,7 @@ def _warp(batch: Tensor, a: dict[str, Tensor], static: tuple[Any, ...]) -> Tenso
             cols = ops.reshape(ops.arange(w, dtype="int32"), (1, 1, w, 1))
             outside = ops.logical_or(ops.less(cols, ops.reshape(a["first"], (n, h, 1, 1))),
                                      ops.greater(cols, ops.reshape(a["last"], (n, h, 1, 1))))
-            levels = ops.where(outside, int(np.clip(np.rint(cval), 0, 255)), levels)
+            levels = ops.where(outside, per_copy(a["fill"]), levels)
             if values is not None:
                 values = ops.where(outside, np.float32(cval), values)
     else:
@@ -122,7 +131,7 @@ def _warp(batch: Tensor, a: dict[str, Tensor], static: tuple[Any, ...]) -> Tenso
     out = _lookup(a["t2"], ops.clip(_lookup(a["t1"], levels), lo, hi))
     if values is not None:
         vlo, vhi = _copy_range(values, a["has_shift"], -np.inf, np.inf)
-        shifted = ops.clip(ops.add(values, per_copy(a["shift"])), vlo, vhi)
+        shifted = ops.clip(add(values, per_copy(a["shift"])), vlo, vhi)
         truncated = ops.cast(ops.floor(ops.clip(shifted, 0.0, 255.0)), "int32")
         out = ops.where(per_copy(a["float_path"]), _lookup(a["t2"], truncated), out)
     return u8(out)
@@ -133,14 +142,16 @@ def _coords(a: dict[str, Tensor], n: int, h: int, w: int, fill_mode: str, neares
     pixels for nearest."""
     out = []
     for r, size in ((0, w), (1, h)):
-        total = ops.add(ops.reshape(a["rows"][r], (n, h, 1)), ops.reshape(a["cols"][r], (n, 1, w)))
+        total = add(ops.reshape(a["rows"][r], (n, h, 1)), ops.reshape(a["cols"][r], (n, 1, w)))
         if fill_mode != "wrap":  # warpAffine's fixed point
             out.append(ops.floor_divide(total, _AB if nearest else _AB // _TAB))
             continue
         if size > 1:  # wrap: outside [0, n-1] modulo n-1, then cv2.remap's rounding
             period = np.float32(size - 1)
             outside = ops.logical_or(ops.less(total, 0.0), ops.greater(total, period))
-            total = ops.where(outside, ops.mod(total, period), total)
+            wrapped = ops.mod(total, period)  # an exact negative multiple goes to n-1, as scipy sends it
+            wrapped = ops.where(ops.logical_and(ops.equal(wrapped, 0.0), ops.less(total, 0.0)), period, wrapped)
+            total = ops.where(outside, wrapped, total)
         else:
             total = ops.zeros_like(total)
         out.append(ops.cast(ops.round(total if nearest else ops.multiply(total, np.float32(_TAB))), "int32"))
@@ -170,7 +181,7 @@ def _resample(batch: Tensor, a: dict[str, Tensor], fill_mode: str, order: int, n
     base = ops.reshape(copy_offsets(n, h * w), (n, 1, 1))
 
     def gather(iy: Tensor, ix: Tensor) -> Tensor:
-        idx = ops.reshape(ops.add(base, ops.add(ops.multiply(iy, w), ix)), (-1,))
+        idx = ops.reshape(add(base, add(ops.multiply(iy, w), ix)), (-1,))
         return ops.cast(ops.reshape(ops.take(flat, idx, axis=0), (n, h, w, c)), "int32")
 
     if order == 0:
@@ -179,8 +190,8 @@ def _resample(batch: Tensor, a: dict[str, Tensor], fill_mode: str, order: int, n
     ix, iy = ops.floor_divide(X, _TAB), ops.floor_divide(Y, _TAB)
     ax = ops.expand_dims(ops.subtract(X, ops.multiply(ix, _TAB)), 3)
     ay = ops.expand_dims(ops.subtract(Y, ops.multiply(iy, _TAB)), 3)
-    cols = [_border(ix, w, reflect), _border(ops.add(ix, 1), w, reflect)]
-    rows = [_border(iy, h, reflect), _border(ops.add(iy, 1), h, reflect)]
+    cols = [_border(ix, w, reflect), _border(add(ix, 1), w, reflect)]
+    rows = [_border(iy, h, reflect), _border(add(iy, 1), h, reflect)]
     p = [gather(rows[i], cols[j]) for i in (0, 1) for j in (0, 1)]
     bx, by = _TAB - ax, _TAB - ay
     weights = [by * bx * _TAB, by * ax * _TAB, ay * bx * _TAB, ay * ax * _TAB]
@@ -198,7 +209,7 @@ def _resample(batch: Tensor, a: dict[str, Tensor], fill_mode: str, order: int, n
 def _lookup(tables: Tensor, levels: Tensor) -> Tensor:
     """tables[k][levels[k]] per copy k: one gather in the flattened (N·256) tables."""
     n = int(tables.shape[0])
-    return ops.take(ops.reshape(tables, (-1,)), ops.add(levels, copy_offsets(n, 256)))
+    return ops.take(ops.reshape(tables, (-1,)), add(levels, copy_offsets(n, 256)))
 
 
 def _copy_range(x: Tensor, has_shift: Tensor, lo: float, hi: float) -> tuple[Tensor, Tensor]:
