@@ -137,6 +137,7 @@ def _load_predictions(predictions: np.ndarray | str | os.PathLike[str]) -> tuple
 
 
 def _check_shape(preds: np.ndarray, what: str, split: str, n_rows: int, k: int, classes: list[str]) -> None:
+    """One finite row per record (n_rows = N·K), one column per class."""
     if preds.ndim != 2 or preds.shape[1] < 1:
         raise UsageError(f"{what} have shape {preds.shape}; expected 2-D (N·K, C) = ({n_rows}, C): one row "
                          "per record in record order")
@@ -178,7 +179,7 @@ def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str
         probs = preds
     probs = probs.reshape(len(ids), k, -1)
     merged, predicted = merge_scores(probs, method)
-    comparable = bool((labels >= 0).all()) and len(ids) > 0
+    comparable = bool((labels >= 0).all())  # a split always has records here
     accuracy = float((predicted == labels).mean()) if comparable else None
     per_variant = ({name: float((probs[:, j].argmax(axis=1) == labels).mean()) for j, name in enumerate(names)}
                    if comparable else {})

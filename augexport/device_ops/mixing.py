@@ -24,7 +24,7 @@ def _mix(bases: Tensor, a: dict[str, Tensor], static: tuple[Any, ...]) -> Tensor
                              ops.logical_and(ops.greater_equal(xs, edge(1)), ops.less(xs, edge(3))))
     cut = ops.where(ops.expand_dims(inside, -1), partners, bases)
     blend = add(ops.multiply(per_copy(a["w_base"]), ops.cast(bases, "float32")),
-                    ops.multiply(per_copy(a["w_partner"]), ops.cast(partners, "float32")))
+                ops.multiply(per_copy(a["w_partner"]), ops.cast(partners, "float32")))
     blended = u8(ops.clip(ops.round(blend), 0.0, 255.0))
     return ops.where(per_copy(a["is_cut"]), cut, blended)
 

@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-from ..stages.keras import affine_matrix, flip_matrix, inside_columns, intensity_lut
+from ..stages.keras import (
+    affine_matrix,
+    fill_before_brightness,
+    flip_matrix,
+    inside_columns,
+    intensity_lut,
+)
 from .runtime import Tensor, add, copy_offsets, per_copy, run, u8
 
 _AB = 1024  # warpAffine's fixed point: 10 fractional bits of the source coordinate
@@ -81,11 +87,9 @@ def _shift_tables(params: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
 
 
 def _fill_levels(params: Sequence[dict[str, Any]], cval: float) -> np.ndarray:
-    """The constant fill of each copy's uint8 warp, as `apply_keras` makes it: truncated where a
-    brightness follows (Keras hands PIL the fill as astype('uint8')), else rounded."""
-    rounded, truncated = int(np.clip(np.rint(cval), 0, 255)), int(np.trunc(cval)) if 0 <= cval <= 255 else None
-    return np.array([truncated if truncated is not None and p.get("brightness") is not None else rounded
-                     for p in params], dtype=np.int32)
+    """The constant fill of each copy's uint8 warp, as `apply_keras` makes it."""
+    return np.array([np.clip(np.rint(fill_before_brightness(cval, p.get("brightness"))), 0, 255) for p in params],
+                    dtype=np.int32)
 
 
 def keras_warp(batch: Tensor, params: Sequence[dict[str, Any]], *, fill_mode: str, cval: float, order: int,

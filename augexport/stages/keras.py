@@ -287,6 +287,12 @@ def _warp_then_brightness(image: np.ndarray, m: np.ndarray, fill_mode: str, cval
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def fill_before_brightness(cval: float, brightness: float | None) -> float:
+    """The constant fill of a uint8 warp that a brightness follows: Keras hands PIL its image as
+    astype('uint8'), so a fractional fill in 0..255 is truncated, not rounded."""
+    return float(np.trunc(cval)) if brightness is not None and 0 <= cval <= 255 else cval
+
+
 def _spline_warp_then_shift(image: np.ndarray, m: np.ndarray, fill_mode: str, cval: float, order: int,
                             shift: float) -> np.ndarray:
     """A spline warp (orders 2-5) overshoots 0..255; Keras' channel shift clips to the float warp's
@@ -311,9 +317,7 @@ def apply_keras(image: np.ndarray, params: dict[str, Any], *, fill_mode: str = "
             return _warp_then_brightness(image, m, fill_mode, cval, order, shift, bright)
         if shift is not None and order >= 2:
             return _spline_warp_then_shift(image, m, fill_mode, cval, order, shift)
-        if bright is not None and fill_mode == "constant" and 0 <= cval <= 255:
-            cval = float(np.trunc(cval))  # Keras hands PIL its fill as astype('uint8'): truncated
-        out = warp(image, m, fill_mode, cval, order)
+        out = warp(image, m, fill_mode, fill_before_brightness(cval, bright), order)
     elif flip_h or flip_v:
         out = image[::-1 if flip_v else 1, ::-1 if flip_h else 1]
     if shift is not None or bright is not None:
