@@ -310,13 +310,20 @@ def _protocols(fs: Any) -> tuple[str, ...]:
     return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
-def _start_time(pid: int) -> str | None:
-    """A process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat after the command name (Linux): field 0 is the state, 19 the start time."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields if len(fields) > 19 else None
     except (OSError, IndexError):
         return None
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    fields = _stat_fields(pid)
+    return fields[19].decode() if fields else None
 
 
 def _holder_record() -> dict[str, Any]:
@@ -335,8 +342,11 @@ def _gone_here(holder: dict[str, Any]) -> bool:
         return True
     except PermissionError:
         return False  # alive, another user's
+    fields = _stat_fields(pid)
+    if fields and fields[0] in (b"Z", b"X"):
+        return True  # killed and not yet reaped (e.g. `timeout -s KILL` leaves it to init): it holds nothing
     start = holder.get("pid_start")
-    return start is not None and _start_time(pid) not in (None, start)  # the pid was reused
+    return start is not None and fields is not None and fields[19].decode() != start  # the pid was reused
 
 
 def _describe(holder: dict[str, Any] | None) -> str:

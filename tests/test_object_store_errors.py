@@ -199,6 +199,38 @@ def test_s3_lock_refuses_a_live_holder_and_takes_over_a_dead_one(s3: tuple[Any, 
     assert json.loads(fs.cat_file(lock))["host"] == "another-machine"  # left alone
 
 
+def test_s3_lock_of_a_killed_run_not_yet_reaped_is_taken_over(s3: tuple[Any, str]) -> None:
+    """`timeout -s KILL` kills its own group too, leaving the export a zombie for init to reap:
+    its pid still answers signal 0, but it holds nothing any more."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from augexport.objstore import _start_time, _stat_fields, open_outdir
+
+    fs, bucket = s3
+    lock = f"{bucket}/zombie/.augexport.lock"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        holder = {"pid": child.pid, "host": socket.gethostname(), "pid_start": _start_time(child.pid),
+                  "started": "then"}
+        fs.pipe_file(lock, json.dumps(holder).encode())
+        with pytest.raises(UsageError, match=f"pid {child.pid}"):  # alive: refused
+            with open_outdir(f"s3://{bucket}/zombie").lock():
+                pass
+        os.kill(child.pid, signal.SIGKILL)
+        for _ in range(500):  # not waited on: a zombie once the kernel has torn it down
+            if (_stat_fields(child.pid) or [b""])[0] == b"Z":
+                break
+            time.sleep(0.01)
+        with open_outdir(f"s3://{bucket}/zombie").lock():
+            assert json.loads(fs.cat_file(lock))["pid"] == os.getpid()
+    finally:
+        child.kill()
+        child.wait()
+
+
 @pytest.mark.parametrize("url", ["s3://", "s3:///"])
 def test_a_url_without_a_bucket_is_refused_not_taken_as_a_local_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
