@@ -57,6 +57,7 @@ from .sinks.tfrecord import ShardInfo, ShardWriter, rename_final
 from .sources import SourceListing
 from .sources.arrays import is_array_source
 from .sources.open import open_source
+from .sources.tfds import dataset_folder
 from .targets import make_out_dir, remove_made_parents
 from .worker import Job
 
@@ -176,14 +177,18 @@ class ExportRun:
                                       "pad_to_aspect_ratio": o.pad_to_aspect_ratio})
 
     def _check_source_and_out(self) -> None:
-        if is_tfds(self.source) or is_array_source(self.source) or is_url(self.source) != self.outdir.remote:
+        if is_tfds(self.source):
+            folder = dataset_folder(self.source, self.options.data_dir)
+            if folder is not None and not self.outdir.remote and _inside(self.outdir.location, folder):
+                raise UsageError(f"OUT {self.out} is inside {folder}, where SOURCE {self.source} is read from; "
+                                 "SOURCE is read-only: choose another OUT")
+            return
+        if is_array_source(self.source) or is_url(self.source) != self.outdir.remote:
             return
         if self.outdir.remote:
-            src, dst = self.source.rstrip("/") + "/", self.outdir.location + "/"
-            inside = dst.startswith(src)
+            inside = (self.outdir.location + "/").startswith(self.source.rstrip("/") + "/")
         else:
-            src_path, dst_path = Path(local_path(self.source)).resolve(), Path(self.outdir.location).resolve()
-            inside = dst_path == src_path or src_path in dst_path.parents
+            inside = _inside(self.outdir.location, local_path(self.source))
         if inside:
             raise UsageError(f"OUT {self.out} is inside SOURCE {self.source}; SOURCE is read-only: choose another OUT")
 
@@ -508,6 +513,12 @@ def _make_dir(outdir: OutDir) -> Path | None:
         outdir.prepare()
         return None
     return make_out_dir(Path(outdir.location))
+
+
+def _inside(path: str, folder: str) -> bool:
+    """`path` is `folder` or below it, symbolic links resolved."""
+    p, f = Path(path).resolve(), Path(folder).resolve()
+    return p == f or f in p.parents
 
 
 def _check_beam(opts: ExportOptions) -> None:

@@ -3,6 +3,7 @@ really prepared datasets on disk (augexport outputs, read back by TFDS's own rea
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import time
@@ -130,6 +131,32 @@ def test_sample_tfds_dataset_in_standard_layout(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     m = manifest(tmp_path / "out")
     assert m["class_names"] == ["cat", "cup", "space"] and m["splits"]["train"]["counts"]["source"] == 15
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["sample_photos/1.0.0", "sample_photos/new", "flat"])
+def test_an_out_inside_the_source_dataset_folder_is_refused_and_nothing_changes(tmp_path: Path, where: str) -> None:
+    """`--overwrite` into the dataset being read replaced its shard with the augmented copies."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "sample_tfds", data)
+    out = data / where
+    if where == "flat":  # an exported dataset given as --data-dir itself
+        data = data / "sample_photos" / "1.0.0"
+        out = data
+    before = _tree(tmp_path / "data")
+    res = run_cli("export", "tfds:sample_photos", out, "--data-dir", data, "--overwrite", "--copies", "1",
+                  "--workers", "1", "--quiet")
+    assert res.exit_code == 2 and "where SOURCE tfds:sample_photos is read from" in res.output, res.output
+    assert _tree(tmp_path / "data") == before
+    res = run_cli("export", "tfds:sample_photos", tmp_path / "elsewhere", "--data-dir", data, "--copies", "0",
+                  "--workers", "1", "--quiet")
+    assert res.exit_code == 0, res.output
 
 
 def test_the_spill_folder_is_gone_when_export_returns(tmp_path: Path) -> None:

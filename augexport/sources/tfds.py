@@ -61,6 +61,26 @@ def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
     return m.group("name"), m.group("config"), m.group("version")
 
 
+def dataset_folder(spec: str, data_dir: str | None) -> str | None:
+    """The local folder a `tfds:` SOURCE is read from (every version and config of NAME), found
+    without TensorFlow, so an OUT inside it is refused before anything is written; None for URLs."""
+    root = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+    if is_url(root):
+        return None
+    try:
+        name = parse_spec(spec.split(":", 1)[1])[0]
+    except UsageError:
+        return None  # reported where the source is opened
+    info = os.path.join(root, "dataset_info.json")
+    try:
+        with open(info, encoding="utf-8") as f:
+            if json.load(f).get("name") == name:
+                return root  # an exported dataset given as --data-dir itself
+    except (OSError, ValueError, AttributeError):
+        pass
+    return os.path.join(root, name)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
