@@ -55,6 +55,12 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def max_workers() -> int:
+    """More processes than this only add start-up time and memory (each holds its own buffers),
+    and Ctrl-C waits until a pool has started; 4 per core leaves room for I/O-bound sources."""
+    return max(32, 4 * default_workers())
+
+
 def is_tfds(source: str) -> bool:
     return str(source).startswith("tfds:")
 
@@ -165,8 +171,9 @@ class ExportOptions:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size} is not accepted; accepted: an integer >= 1")
         self.workers = default_workers() if self.workers is None else self.workers
-        if self.workers < 1:
-            raise UsageError(f"--workers {self.workers} is not accepted; accepted: an integer >= 1")
+        if not 1 <= self.workers <= max_workers():
+            raise UsageError(f"--workers {self.workers} is not accepted; accepted: 1 to {max_workers()} (4 per core "
+                             f"this process may use, at least 32)")
         self.max_pixels = codec.DEFAULT_MAX_PIXELS if self.max_pixels is None else self.max_pixels
         if self.max_pixels < 1:
             raise UsageError(f"--max-pixels {self.max_pixels} is not accepted; accepted: an integer >= 1")

@@ -26,6 +26,8 @@ def test_invalid_manifest_is_a_usage_error(tmp_path: Path) -> None:
     (["--split", "s" * 101], "(at most 100)"),  # with the dataset name, a shard name past 255 bytes
     (["--name", "n" * 101], "at most 100"),
     (["--split", ""], "--split '' is not a valid split name"),
+    (["--workers", "10000"], "--workers 10000 is not accepted; accepted: 1 to "),  # Ctrl-C waited for 10,000 starts
+    (["--workers", "0"], "--workers 0 is not accepted; accepted: 1 to "),
 ])
 def test_bad_flag_values_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
     src = make_class_folder(tmp_path / "src", {"a": 2})
