@@ -27,7 +27,7 @@ from .outdir import write_file_atomic
 from .pipeline import Pipeline, resolve_with_flags
 from .plan import CopyPlan
 from .records import decode_example, read_tfrecords
-from .sources.open import open_source
+from .sources.open import check_tfds_flags, open_source
 from .targets import check_output_file, check_outside_source
 from .worker import Job, Renderer, Unit
 
@@ -140,6 +140,7 @@ def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int
         "seed": seed, "image_size": image_size, "copies": copies, "include_original": True,
         "interpolation": interpolation, "crop_to_aspect_ratio": crop_to_aspect_ratio or None,
         "pad_to_aspect_ratio": pad_to_aspect_ratio or None})
+    check_tfds_flags(source, split, data_dir)
     listing = open_source(source, labels=labels, split=split, data_dir=data_dir)
     if not listing.items:
         raise UsageError(f"{source} has no readable images to preview")

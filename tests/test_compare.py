@@ -165,6 +165,8 @@ def test_digits_source_is_sklearn_digits_as_32px_png_class_folders(tmp_path: Pat
     (["--pipeline", "{plain}", "--pipeline", "{aug}", "--val-fraction", "1.5"], "--val-fraction 1.5"),
     (["--epochs", "0"], "--epochs 0"),
     (["--image-size", "big"], "--image-size"),
+    (["--pipeline", "{plain}", "--pipeline", "{aug}", "--split", "train[:10%]"], "--split 'train[:10%]' applies to tfds:"),
+    (["--pipeline", "{plain}", "--pipeline", "{aug}", "--data-dir", "d"], "--data-dir 'd' applies to tfds:"),
 ])
 def test_usage_errors_exit_2_naming_the_flag(tmp_path: Path, pipelines: dict[str, Path], args: list[str],
                                              flag: str) -> None:

@@ -93,4 +93,7 @@ def test_preview_errors_exit_2(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "PNG" in res.output
     res = runner.invoke(main, ["preview", str(src), "-o", str(tmp_path / "missing" / "g.png")])
     assert res.exit_code == 2 and "does not exist" in res.output
+    for flag, value in (("--split", "train[:10%]"), ("--data-dir", str(tmp_path))):  # tfds: only, never ignored
+        res = runner.invoke(main, ["preview", str(src), flag, value, "-o", str(tmp_path / "g.png")])
+        assert res.exit_code == 2 and f"{flag} {value!r} applies to tfds: sources only" in res.output, res.output
     assert not list(tmp_path.glob("*.png"))

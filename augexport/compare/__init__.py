@@ -191,6 +191,7 @@ def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str]
                 progress: bool = False, command: list[str] | None = None,
                 log: Callable[[str], Any] | None = None) -> CompareResult:
     """Export every variant, train and validate, write the report. See the module docstring."""
+    from ..sources.open import check_tfds_flags
     from .experiment import Experiment
 
     source = source or DIGITS
@@ -204,6 +205,7 @@ def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str]
     from .train import quiet_tensorflow
 
     quiet_tensorflow()  # before anything imports TensorFlow (a tfds source, or mixing on --device auto)
+    check_tfds_flags(source, split, data_dir)
     listing = check_source(source, data_dir)
     out = Path(out)
     check_out(out, source, overwrite)

@@ -15,6 +15,16 @@ from .arrays import ArrayOptions, is_array_source, list_arrays
 from .folder import list_folder
 
 
+def check_tfds_flags(source: str, split: str | None, data_dir: str | None) -> None:
+    """Where --split is a TFDS split expression (preview, compare), it and --data-dir would be
+    ignored for any other SOURCE: refused, as export refuses --data-dir."""
+    if str(source).startswith("tfds:"):
+        return
+    for flag, value in (("--split", split), ("--data-dir", data_dir)):
+        if value is not None:
+            raise UsageError(f"{flag} {value!r} applies to tfds: sources only (SOURCE is {source})")
+
+
 def open_source(source: str, *, labels: str | None = None, name: str | None = None, split: str | None = None,
                 data_dir: str | None = None, image_key: str | None = None, label_key: str | None = None,
                 spool_dir: str | os.PathLike[str] | None = None, arrays: dict[str, Any] | None = None) -> SourceListing:
