@@ -152,6 +152,17 @@ def _check_shape(preds: np.ndarray, what: str, split: str, n_rows: int, k: int, 
         raise UsageError(f"{what} contain NaN or infinite values")
 
 
+def _check_output(output: Path, out: Path, predictions: object) -> None:
+    """-o is a new file: not the predictions it merges, not inside OUT (whose files augexport names
+    and `inspect --verify` checks)."""
+    check_output_file(output, "-o")
+    dest = output.resolve()
+    if isinstance(predictions, (str, os.PathLike)) and Path(predictions).resolve() == dest:
+        raise UsageError(f"-o {output} is the --predictions file; give another file name")
+    if out.resolve() in dest.parents:
+        raise UsageError(f"-o {output} is inside OUT {out}, whose files are augexport's; give a file outside it")
+
+
 def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str | os.PathLike[str], *,
           method: str = "mean", logits: bool = False, output: str | os.PathLike[str] | None = None) -> MergeResult:
     """Merge per-variant predictions (N·K × C, in record order) of TTA split `split` of OUT."""
@@ -159,9 +170,9 @@ def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str
         raise UsageError(f"--method {method!r} is not accepted; accepted: {', '.join(METHODS)}")
     if output is not None and Path(output).suffix.lower() not in (".csv", ".npy"):
         raise UsageError(f"-o {output}: accepted: a .csv or .npy file name")
-    if output is not None:
-        check_output_file(Path(output), "-o")
     out = Path(out)
+    if output is not None:
+        _check_output(Path(output), out, predictions)
     manifest, entry, rows = read_split_rows(out, split)
     if not rows:
         raise UsageError(f"split {split!r} of {out} has no records (every source image was skipped: see its "

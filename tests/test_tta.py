@@ -355,6 +355,12 @@ def test_tta_merge_rejects_odd_predictions(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["tta-merge", str(out), "--predictions", str(tmp_path / "p.npy"), "-o",
                                     str(tmp_path / "missing" / "m.csv")])
     assert res.exit_code == 2 and "does not exist" in res.output
+    before = (tmp_path / "p.npy").read_bytes()
+    for target, needle in ((tmp_path / "p.npy", "is the --predictions file"), (out / "m.csv", "is inside OUT")):
+        res = CliRunner().invoke(main, ["tta-merge", str(out), "--predictions", str(tmp_path / "p.npy"), "-o",
+                                        str(target)])
+        assert res.exit_code == 2 and needle in res.output, res.output
+    assert (tmp_path / "p.npy").read_bytes() == before and not (out / "m.csv").exists()
 
 
 def test_crops_of_a_few_pixels_are_refused_as_typos() -> None:
