@@ -180,6 +180,21 @@ def test_crop_larger_than_an_image_skips_it(tmp_path):
         api.tta(str(src), tmp_path / "o2", variants="five_crop:20", image_size=16)
 
 
+def test_a_shift_past_an_image_skips_it_as_an_oversized_crop_does(tmp_path):
+    """Without --image-size the frame is each image's own: a shift that leaves nothing of it (every
+    pixel an edge row smeared) is that image's error, as check_size makes it a usage error with one."""
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    Image.fromarray(smooth_image(1, 10, 12)).save(src / "a" / "small.png")
+    Image.fromarray(smooth_image(2, 30, 30)).save(src / "a" / "big.png")
+    res = api.tta(str(src), tmp_path / "o", variants="identity,shift:0,12", workers=1)
+    assert (res.written, res.skipped) == (2, 1)
+    err = json.loads((tmp_path / "o" / "errors-test.jsonl").read_text())
+    assert err["source_id"] == "a/small.png" and "moves the whole 10x12 image out of the frame" in err["error"]
+    res = api.tta(str(src), tmp_path / "o2", variants="shift:0.96,0", workers=1)  # round(0.96 * 10) = 10 rows; 29 of 30
+    assert (res.written, res.skipped) == (1, 1)
+
+
 # -- merge -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tta_split(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -247,6 +247,9 @@ class TtaShift(TtaStage):
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
         unit, a, b = self.config["offset"]
         dy, dx = (a, b) if unit == "px" else (round(a * shape[0]), round(b * shape[1]))
+        if abs(dy) >= shape[0] or abs(dx) >= shape[1]:  # every pixel would be one edge row or column smeared
+            raise VariantError(f"a shift of {dy},{dx} pixels moves the whole {shape[0]}x{shape[1]} image out of "
+                               f"the frame; accepted: |DY| < {shape[0]}, |DX| < {shape[1]}")
         return {"dy": dy, "dx": dx}
 
     def apply(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
