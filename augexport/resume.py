@@ -153,15 +153,35 @@ def _take_back_final(outdir: OutDir, names: SplitNames, temp: str) -> None:
             return
 
 
+_IDENTITY_FLAGS = {  # an identity key -> what the user gave for it
+    "pipeline": "pipeline (--config, --seed, --copies, the augmentation and --image-size flags)",
+    "source": "SOURCE", "fingerprint": "SOURCE contents (files added, removed or changed)", "name": "--name",
+    "split": "--split", "format": "--format", "encoding": "--encoding", "quality": "--quality",
+    "channels": "--channels", "num_shards": "--num-shards", "shard_bytes": "--shard-size",
+    "compression": "--compression", "shuffle": "--shuffle/--no-shuffle", "max_pixels": "--max-pixels",
+    "max_file_bytes": "--max-file-bytes", "tta": "--variants",
+}
+
+
+def _what_changed(key: str, then: Any, now: Any) -> str:
+    """One differing identity entry, named as the user gave it; a scalar with its two values."""
+    what = _IDENTITY_FLAGS.get(key, key)
+    scalar = (int, float, str, bool, type(None))
+    if isinstance(then, scalar) and isinstance(now, scalar) and what.startswith("--"):
+        return f"{what} ({then!r} then, {now!r} now)"
+    return what
+
+
 def load_for_resume(outdir: OutDir, names: SplitNames, identity: dict[str, Any], data: dict[str, Any]) -> ResumeState:
     """Finished shards that still verify, the last planned index they cover, and the saved counters
     (`data`: the journal, from `read_journal`). A journal from another configuration or source is a
     usage error that names what differs."""
     old = data["identity"]
     if old != identity:
-        changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        changed = [_what_changed(k, old.get(k), identity.get(k))
+                   for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
         raise UsageError(f"--resume: OUT {outdir} holds an interrupted run of split {names.split!r} with a different "
-                         f"{', '.join(changed)}; rerun with the original arguments, or use --overwrite to start over")
+                         f"{'; '.join(changed)}; rerun with the original arguments, or use --overwrite to start over")
     state = ResumeState()
     for entry in data["shards"]:
         if not outdir.exists(entry["file"]):

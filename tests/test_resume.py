@@ -97,9 +97,10 @@ def test_sigterm_stops_cleanly_and_resume_checks_arguments(corpus: tuple[Path, P
     res = CliRunner().invoke(main, ["export", str(src), str(out), "--config", str(cfg), "--workers", "1"])
     assert res.exit_code == 2 and "--resume" in res.output
     # resuming with another configuration is refused, naming what differs
-    res = CliRunner().invoke(main, ["export", str(src), str(out), "--config", str(cfg), "--shard-size", "64KiB",
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--config", str(cfg), "--shard-size", "32KiB",
                                     "--seed", "5", "--resume", "--workers", "1"])
-    assert res.exit_code == 2 and "pipeline" in res.output
+    assert res.exit_code == 2 and "pipeline (--config, --seed" in res.output, res.output
+    assert "--shard-size (" in res.output and "shard_bytes" not in res.output  # named as the user gave it
     # the right arguments complete it
     res = CliRunner().invoke(main, ["export", str(src), str(out), "--config", str(cfg), "--shard-size", "64KiB",
                                     "--resume", "--workers", "2", "--quiet"])
