@@ -262,7 +262,8 @@ class Renderer:
         exc = failed.error
         if isinstance(exc, VariantError):  # e.g. a TTA crop larger than this image: skip the image
             return str(exc)
-        return (f"copy {copy}: a stage failed on this image ({pixels.shape[1]}x{pixels.shape[0]}x{pixels.shape[2]}): "
+        h, w, c = pixels.shape
+        return (f"copy {copy}: a stage failed on this image ({h}x{w} pixels as HxW, {c} channel(s)): "
                 f"{type(exc).__name__}: {exc}")
 
     def _finish_copy(self, unit: Unit, copy: int, done: Rendered, cache: dict[tuple[str, int], Rendered]) -> RecordOut:

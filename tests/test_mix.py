@@ -317,6 +317,7 @@ def test_stage_failing_on_some_images_skips_them_and_their_partners_stay_unmixed
     assert res.skipped == 4 and res.written == 8 * 3
     errors = [json.loads(line) for line in (out / "errors-train.jsonl").read_text().splitlines()]
     assert all("a stage failed on this image" in e["error"] and "height 28" in e["error"] for e in errors)
+    assert all("(28x" in e["error"] and "pixels as HxW" in e["error"] for e in errors)  # as --image-size reads
     skipped = {e["source_id"] for e in errors}
     for r in read_records(out):
         assert r["mix_source_id"][0].decode() not in skipped
