@@ -43,12 +43,12 @@ def format_ops(word: str | None = None) -> str:
             continue
         text = " ".join([name, *(f"{op} {param}" for op, param, _, _ in rows)])
         sections.append((name, [f"{name}: {cls.doc}", *format_rows(rows)], text))
-    mix = (f"mix: batch-level mixing with soft labels; method {'|'.join(MIX_METHODS)}, alpha (> 0, default 1.0), "
-           "p (0..1, default 0.5)")
+    mix = (f"mix: batch-level mixing with soft labels; method {'|'.join(MIX_METHODS)} (default cutmix), alpha "
+           "(> 0, default 1.0), p (0..1, default 0.5)")
     mix_forms = ["  mix: [{method: cutmix}, {method: mixup}]   a list: applied in order to the same copy, soft "
                  "labels composed exactly",
                  "  mix: {switch: {cutmix: 0.5, mixup: 0.5}, alpha, p}   one method per copy, drawn with these "
-                 "probabilities"]
+                 "weights (normalised to sum to 1)"]
     sections.append(("mix", [mix, *mix_forms], "mix cutmix mixup switch " + " ".join(MIX_METHODS)))
     classes = (f"classes: CLASS_NAME: {{{', '.join(CLASS_KEYS)}}} per-class overrides; stages_mode "
                f"{'|'.join(STAGES_MODES)} (default replace); target_count = total records of the class, originals "
