@@ -59,6 +59,20 @@ def alarm():  # a test that would hang forever fails instead
     signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.mark.parametrize("rows, needle", [
+    ("filename,label\nx/img_000.png,a,b\n", "row 2 has 3 columns but the header has 2"),
+    ("filename,label\nimg_000.png,a\nimg_001.png,a\n",  # the class folder left out of the names
+     "none of its 2 filenames exists under SOURCE"),
+])
+def test_labels_that_cannot_be_meant_exit_2_before_work(tmp_path: Path, rows: str, needle: str) -> None:
+    src = make_class_folder(tmp_path / "src", {"x": 2})
+    (tmp_path / "labels.csv").write_text(rows)
+    res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--labels", str(tmp_path / "labels.csv")])
+    assert res.exit_code == 2 and needle in res.output, res.output
+    assert "SUBFOLDER/FILE" in res.output or "columns" in res.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_files_that_are_not_regular_are_skipped_with_a_reason(tmp_path: Path, alarm: None) -> None:
     src = make_class_folder(tmp_path / "src", {"a": 2})
     os.mkfifo(src / "a" / "fifo.jpg")

@@ -147,6 +147,7 @@ def parse_labels_csv(path: str, text: str) -> list[tuple[str, str]]:
         rows = rows[1:]
     columns = _header_columns(rows[0], path) if rows else None
     start = 2 if columns else 1
+    width = len(rows[0]) if columns else 2
     if columns:
         rows = rows[1:]
     out = []
@@ -155,6 +156,9 @@ def parse_labels_csv(path: str, text: str) -> list[tuple[str, str]]:
             continue
         if columns is None and len(row) != 2:
             raise UsageError(f"--labels {path}: row {i} has {len(row)} columns; accepted: filename,label")
+        if columns is not None and len(row) > width:  # a stray comma or an unquoted one in a name
+            raise UsageError(f"--labels {path}: row {i} has {len(row)} columns but the header has {width}; quote a "
+                             "filename or label that contains a comma")
         fcol, lcol = columns or (0, 1)
         if len(row) <= max(fcol, lcol) or not row[fcol].strip() or not row[lcol].strip():
             raise UsageError(f"--labels {path}: row {i} has an empty filename or label; accepted: filename,label")
@@ -191,6 +195,10 @@ def list_labelled_folder(root: Path, labels_csv: str, name: str) -> SourceListin
         seen.add(sid)
         items.append(SourceItem(source_id=sid, label=index[label], path=str(root / rel)))
         entries.append((sid, index[label], str(root / rel)))
+    if items and not any(os.path.exists(it.path) for it in items):  # stops at the first that exists
+        nested = " (SOURCE has sub-folders: name files as SUBFOLDER/FILE)" if any(p.is_dir() for p in root.iterdir()) else ""
+        raise UsageError(f"--labels {labels_csv}: none of its {len(items)} filenames exists under SOURCE {root} "
+                         f"(e.g. {items[0].source_id!r}); filenames are relative to SOURCE{nested}")
     fp = _fingerprint(entries) + hashlib.sha256(raw).hexdigest()[:16]
     return SourceListing("folder+labels", str(root), name, class_names, items, fp, problems)
 
