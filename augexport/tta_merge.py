@@ -186,6 +186,9 @@ def merge(out: str | os.PathLike[str], split: str, predictions: np.ndarray | str
         probs = softmax(preds)
     elif (preds < 0).any():
         raise UsageError(f"{what} have negative values, so they are not probabilities; pass --logits")
+    elif (preds > 1 + 1e-5).any():  # a float32 softmax may round a hair above 1
+        raise UsageError(f"{what} have values above 1 (max {float(preds.max()):g}), so they are not probabilities; "
+                         "pass --logits")
     else:
         probs = preds
     probs = probs.reshape(len(ids), k, -1)

@@ -261,6 +261,9 @@ def test_merge_errors(tta_split, tmp_path):
         merge(tta_split, "test", PREDS.ravel())
     with pytest.raises(UsageError, match="pass --logits"):
         merge(tta_split, "test", PREDS - 0.5)
+    with pytest.raises(UsageError, match=r"values above 1 \(max 100\).*pass --logits"):  # scores, not probabilities
+        merge(tta_split, "test", PREDS * 100)
+    assert merge(tta_split, "test", np.minimum(PREDS * 1.000001, 1.000001)).method == "mean"  # float32 rounding
     with pytest.raises(UsageError, match="accepted: mean, vote, geomean"):
         merge(tta_split, "test", PREDS, method="median")
     with pytest.raises(UsageError, match="'nope' is not in"):
