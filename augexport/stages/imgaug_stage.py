@@ -6,7 +6,8 @@ list means an imgaug tuple (a 2-list is a uniform range), `{choice: [...]}` an i
 one). Meta augmenters take their children as `children:` (Sometimes: `then:` / `else:`, the blend
 augmenters: `foreground:` / `background:`). `p:` wraps the step in `Sometimes(p)`, except for
 classes whose own signature has `p` (Fliplr, Dropout, CoarseDropout, Sometimes, ...), which keep
-imgaug's meaning.
+imgaug's meaning. What imgaug would check only when an image draws it (string choices such as
+Affine's `mode`: ENUMS; integers past its int32 draws) is checked when the spec is built.
 
 Determinism: `sample` draws one imgaug seed per example from the example generator; `apply`
 reseeds the whole augmenter tree with it (as `Augmenter.seed_(seed)` does, which derives every
@@ -24,11 +25,14 @@ gives the cost).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import re
 import types
-from collections.abc import Mapping
-from typing import Any
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -52,6 +56,45 @@ EXCLUDED = {
     "BlendAlphaBoundingBoxes": "needs bounding boxes; augexport augments images only",
     "BlendAlphaSegMapClassIds": "needs segmentation maps; augexport augments images only",
 }
+#: imgaug draws integer parameters as int32 (a range's high end + 1 must fit too): larger integers
+#: build but fail with an OverflowError on the first image, so the spec bounds them.
+INT_LIMIT = 2**31 - 2
+
+
+class Enum(NamedTuple):
+    """The values a string-choice argument takes, and the forms imgaug accepts for it."""
+
+    values: tuple[Any, ...]
+    all_ok: bool = True  # `ALL` (imgaug's `ia.ALL`): a random value per image
+    several: bool = True  # a list / `{choice: [...]}`: one of them per image
+
+
+_AFFINE_MODES = ("constant", "edge", "symmetric", "reflect", "wrap")
+_INTERPOLATIONS = ("nearest", "linear", "area", "cubic", 0, 1, 2, 3)  # and OpenCV's INTER_* numbers
+_PAD_MODES = ("constant", "edge", "linear_ramp", "maximum", "mean", "median", "minimum", "reflect",
+              "symmetric", "wrap")
+# GRAY is left out: imgaug cannot convert from it (or back to RGB after a step in it).
+_COLORSPACES = ("RGB", "BGR", "YCrCb", "HSV", "HLS", "Lab", "Luv", "YUV", "CIE")
+#: String-choice arguments imgaug 0.4.0 checks only when it draws them (or silently reads as its
+#: default, or rejects without naming the key): (classes, argument, rule), checked at build. A
+#: rule covers the classes' subclasses (Affine: Rotate, ShearX, ...); None: every class.
+ENUMS: tuple[tuple[tuple[str, ...] | None, str, Enum], ...] = (
+    (("Affine", "PiecewiseAffine"), "mode", Enum(_AFFINE_MODES)),
+    (("ElasticTransformation",), "mode", Enum(("constant", "nearest", "reflect", "wrap"))),
+    (("Resize",), "interpolation", Enum(_INTERPOLATIONS)),
+    (("Superpixels", "Voronoi", "_AbstractColorQuantization"), "interpolation", Enum(_INTERPOLATIONS, False, False)),
+    (("BlendAlphaFrequencyNoise", "BlendAlphaSimplexNoise"), "upscale_method", Enum(_INTERPOLATIONS[:4])),
+    (("BlendAlphaFrequencyNoise", "BlendAlphaSimplexNoise"), "aggregation_method", Enum(("min", "max", "avg"))),
+    (None, "pad_mode", Enum(_PAD_MODES)),
+    (None, "from_colorspace", Enum(_COLORSPACES, False, False)),
+    (("WithColorspace",), "to_colorspace", Enum(_COLORSPACES, False, False)),
+    (("_AbstractColorQuantization",), "to_colorspace", Enum(_COLORSPACES, False, True)),
+)
+#: skimage deprecations imgaug 0.4.0 triggers on every image (PiecewiseAffine's `estimate`,
+#: Superpixels' `mean_intensity`): noise the user can do nothing about, so they are ignored
+#: around the augment call of trees holding these classes, leaving every other warning alone.
+SKIMAGE_NOISE = {"PiecewiseAffine": r"`estimate` is deprecated",
+                 "Superpixels": r"`RegionProperties\.mean_intensity` is deprecated"}
 
 
 def _iaa() -> types.ModuleType:
@@ -91,6 +134,9 @@ def _convert_value(value: Any, path: str) -> Any:
         return tuple(_convert_value(v, f"{path}[{i}]") for i, v in enumerate(value))
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(path, f"{value!r} is not accepted; accepted: finite numbers")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+        raise ConfigError(path, f"{value} is out of range; accepted: integers in [-{INT_LIMIT}, {INT_LIMIT}] "
+                                "(imgaug draws them as 32-bit integers)")
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise ConfigError(path, f"unsupported value {value!r}; accepted: numbers, strings, booleans, null, lists, {{choice: [...]}}")
@@ -107,6 +153,86 @@ def _step_parts(step: Any, path: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(kwargs, Mapping):
         raise ConfigError(f"{path}.{name}", f"expected a mapping of arguments, got {kwargs!r}")
     return str(name), dict(kwargs)
+
+
+def _accepted(rule: Enum, in_list: bool = False) -> str:
+    shown = ", ".join(str(v) for v in rule.values)
+    return shown + (" (or ALL: a random one per image)" if rule.all_ok and not in_list else "")
+
+
+def _check_option(option: Any, rule: Enum, path: str, in_list: bool = False) -> None:
+    # bools are ints to Python: True would pass as OpenCV's interpolation number 1
+    if isinstance(option, (str, int)) and not isinstance(option, bool) and option in rule.values:
+        return
+    near = close_matches(option, [str(v) for v in rule.values]) if isinstance(option, str) else ""
+    raise ConfigError(path, f"{_plain(option)!r} is not one of {_accepted(rule, in_list)}{near}")
+
+
+def _check_enum(value: Any, rule: Enum, path: str) -> None:
+    """A string-choice argument's spec value -> ConfigError unless imgaug can draw every option."""
+    if value is None or (rule.all_ok and value == "ALL"):
+        return  # null: imgaug's own meaning (e.g. to_colorspace: null = stay in from_colorspace)
+    is_choice = isinstance(value, Mapping) and set(value) == {"choice"}
+    if not is_choice and not isinstance(value, list):
+        _check_option(value, rule, path)
+        return
+    if not rule.several:
+        raise ConfigError(path, f"takes a single value, not a list; accepted: one of {_accepted(rule)}")
+    options, where = (value["choice"], f"{path}.choice") if is_choice else (value, path)
+    for i, option in enumerate(options):
+        _check_option(option, rule, f"{where}[{i}]", in_list=True)
+    if len({isinstance(option, str) for option in options}) > 1:  # imgaug's Choice makes 1 into '1'
+        raise ConfigError(path, "mixes names and numbers, which imgaug cannot draw from one list; "
+                                "accepted: names only or numbers only")
+
+
+def _check_enums(cls: type, kwargs: Mapping[str, Any], where: str) -> None:
+    """Check the step's string-choice arguments (ENUMS) that imgaug would check only when drawn."""
+    names = {c.__name__ for c in cls.__mro__}
+    for classes, arg, rule in ENUMS:
+        if arg in kwargs and (classes is None or names.intersection(classes)):
+            _check_enum(kwargs[arg], rule, f"{where}.{arg}")
+
+
+def _builds(cls: type, args: dict[str, Any]) -> bool:
+    try:
+        cls(**args, seed=0)
+    except Exception:  # any rejection: this form is not accepted
+        return False
+    return True
+
+
+def _list_hint(cls: type, args: dict[str, Any], key: str, raw: Any) -> str:
+    """Where imgaug rejected what the user wrote as a YAML list (an imgaug tuple; `got <class
+    'tuple'>` names neither): the forms this argument does take, found by building the step."""
+    if not isinstance(raw, list) or not raw:
+        return ""
+    value = args[key]
+    forms = []
+    if _builds(cls, {**args, key: value[0]}):
+        forms.append(f"one value ({key}: {_plain(raw[0])!r})")
+    ranges = len(raw) != 2 and _builds(cls, {**args, key: (value[0], value[-1])})
+    if ranges:
+        forms.append(f"a 2-list range {_plain([raw[0], raw[-1]])!r}")
+    if _builds(cls, {**args, key: list(value)}):
+        forms.append(f"{{choice: {_plain(raw)!r}}} to pick one of them per image")
+    if not forms:
+        return ""  # the list is not what imgaug objects to
+    what = f"which takes exactly 2 entries, not {len(raw)}" if ranges else f"which {key} does not take"
+    return (f"; in the spec a YAML list is an imgaug tuple (a 2-list [low, high] is a uniform range), "
+            f"{what}; accepted: {' or '.join(forms)}")
+
+
+def _rejected(exc: Exception, cls: type, args: dict[str, Any], kwargs: Mapping[str, Any], where: str) -> ConfigError:
+    """imgaug's constructor error -> ConfigError at the argument its message names (if just one)."""
+    text = str(exc)
+    bad = [str(k) for k in kwargs if re.search(rf"(?<!\w){re.escape(str(k))}(?!\w)", text)]
+    message = f"imgaug rejected the arguments: {type(exc).__name__}: {text}"
+    if len(bad) != 1:
+        return ConfigError(where, message)
+    key = bad[0]
+    hint = _list_hint(cls, args, key, kwargs[key]) if key in args else ""
+    return ConfigError(f"{where}.{key}", message.rstrip(".") + hint if hint else message)
 
 
 def build_step(step: Any, path: str, classes: dict[str, type]) -> Any:
@@ -139,12 +265,11 @@ def build_step(step: Any, path: str, classes: dict[str, type]) -> Any:
     if missing:
         shown = [next((k for k, v in NESTED_KEYS.items() if v == n), n) for n in missing]
         raise ConfigError(where, f"missing required argument(s): {', '.join(shown)}")
+    _check_enums(cls, kwargs, where)
     try:
         aug = cls(**args, seed=0)
     except Exception as exc:  # imgaug reports bad values as assorted exceptions
-        bad = [k for k in kwargs if str(k) in str(exc)]
-        raise ConfigError(f"{where}.{bad[0]}" if len(bad) == 1 else where,
-                          f"imgaug rejected the arguments: {type(exc).__name__}: {exc}") from None
+        raise _rejected(exc, cls, args, kwargs, where) from None
     if wrap_p and "p" in kwargs:
         p = kwargs["p"]
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
@@ -171,6 +296,21 @@ def _plain(spec: Any) -> Any:
     return spec
 
 
+def _skimage_noise(aug: Any) -> tuple[str, ...]:
+    """The SKIMAGE_NOISE messages the tree's augmenters would print (none for most trees)."""
+    names = {type(a).__name__ for a in [aug, *aug.get_all_children(flat=True)]}
+    return tuple(message for name, message in SKIMAGE_NOISE.items() if name in names)
+
+
+@contextlib.contextmanager
+def _ignoring(messages: tuple[str, ...]) -> Iterator[None]:
+    """FutureWarnings matching `messages` ignored for the block only (no global filter change)."""
+    with warnings.catch_warnings():
+        for message in messages:
+            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        yield
+
+
 def run_seeded(aug: Any, image: np.ndarray, seed: int) -> np.ndarray:
     """imgaug with an explicit seed: reseed the whole tree, then augment one image."""
     aug.seed_(seed)
@@ -188,6 +328,7 @@ class Imgaug(Stage):
         self.augmenter = augmenter
         self._reseed: Any = None  # imgaug_compat.TreeSeeder, planned on first use
         self._compiled: Any = None  # imgaug_compiled.compile_tree's run, built on first use
+        self._noise = _skimage_noise(augmenter)  # warning messages its augment calls ignore
 
     @classmethod
     def from_spec(cls, spec: Any, path: str) -> Imgaug:
@@ -204,9 +345,10 @@ class Imgaug(Stage):
 
         if self._compiled is None:
             self._compiled = compile_tree(self.augmenter)
-        out = self._compiled(image, params["seed"])
-        if out is None:
-            out = self._run_imgaug(image, params["seed"])
+        with _ignoring(self._noise) if self._noise else contextlib.nullcontext():
+            out = self._compiled(image, params["seed"])
+            if out is None:
+                out = self._run_imgaug(image, params["seed"])
         if out is image:
             out = image.copy()
         return np.ascontiguousarray(out, dtype=np.uint8) if out.dtype != np.uint8 else out
