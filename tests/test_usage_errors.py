@@ -45,6 +45,22 @@ def test_stage_that_cannot_work_with_the_channels_is_exit_2_before_work(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("wrap", ["Sometimes", "OneOf"])
+def test_a_colour_augmenter_a_meta_augmenter_may_skip_is_still_exit_2_with_one_channel(tmp_path: Path,
+                                                                                       wrap: str) -> None:
+    """The probe's own draw may skip the child; every leaf also runs alone, or each image fails."""
+    src = make_class_folder(tmp_path / "src", {"a": 2})
+    child = [{"AddToHueAndSaturation": {"value": [-10, 10]}}]
+    step = {"Sometimes": {"p": 0.01, "then": child}} if wrap == "Sometimes" else {"OneOf": {"children": [{"Fliplr": {}}, *child]}}
+    cfg = tmp_path / "p.json"
+    cfg.write_text(json.dumps({"stages": [{"imgaug": [step]}]}))
+    res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--config", str(cfg), "--channels", "1"])
+    assert res.exit_code == 2 and "stages[0].imgaug" in res.output and "AddToHueAndSaturation" in res.output, res.output
+    assert not (tmp_path / "out").exists()
+    res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out3"), "--config", str(cfg), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+
+
 def test_missing_imgaug_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import importlib.util
 

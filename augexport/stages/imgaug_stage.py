@@ -353,6 +353,30 @@ class Imgaug(Stage):
             out = image.copy()
         return np.ascontiguousarray(out, dtype=np.uint8) if out.dtype != np.uint8 else out
 
+    def render(self, rng: np.random.Generator, image: np.ndarray, apply_all: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+        """As Stage's; in the build-time dry run (apply_all) each leaf augmenter also runs on its own,
+        so one that cannot work on this image (a colour augmenter with --channels 1) fails the build
+        even where a Sometimes, SomeOf or OneOf would skip it on the probe's draw."""
+        if apply_all:  # first, so a failure names the augmenter
+            self._probe_leaves(image)
+        return super().render(rng, image, apply_all)
+
+    def _probe_leaves(self, image: np.ndarray) -> None:
+        import copy
+
+        tree = copy.deepcopy(self.augmenter)  # the stage's own augmenters keep their state
+        leaves = [a for a in tree.get_all_children(flat=True) if not any(a.get_children_lists())]
+        with _ignoring(self._noise) if self._noise else contextlib.nullcontext():
+            for leaf in leaves:
+                try:
+                    leaf.seed_(0)
+                    out = leaf.augment_image(image.copy())
+                except Exception as exc:  # named by its class: the tree may hold many steps
+                    raise ValueError(f"{type(leaf).__name__}: {type(exc).__name__}: {exc}") from exc
+                if out.ndim != 3 or out.shape[2] != image.shape[2]:
+                    raise ValueError(f"{type(leaf).__name__} returns {out.shape[-1] if out.ndim == 3 else 1} "
+                                     f"channel(s) for a {image.shape[2]}-channel image")
+
     def __getstate__(self) -> dict[str, Any]:
         """Picklable after use: the compiled run (closures) is rebuilt where it is next needed."""
         return {**self.__dict__, "_compiled": None}
