@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,27 @@ def test_cutout_probability_and_validation() -> None:
         build_pipeline({"stages": [{"cutout": {"sise": 0.2}}]})
 
 
+@pytest.mark.parametrize("name", ["cutout", "random_erasing", "random_resized_crop"])
+def test_ops_int_ranges_are_the_ones_enforced(name: str) -> None:
+    """`augexport ops` shows each integer parameter's real range: its ends are accepted and one past
+    them is refused (cutout.count said "int >= 1" while 65 was refused)."""
+    from augexport.ops import format_ops
+
+    text = format_ops(name)
+    ints = [p for p in STAGES[name].schema if p.kind.startswith("int")]
+    assert ints and "int >= " not in text
+    for p in ints:
+        bounds = re.fullmatch(r"int in \[(\d+), (\d+)\]", p.kind)
+        assert bounds, f"{name}.{p.name}: {p.kind!r} does not give the range"
+        lo, hi = int(bounds[1]), int(bounds[2])
+        assert re.search(rf"^  {p.name} +int in \[{lo}, {hi}\] ", text, re.M), text
+        for value in (lo, hi):
+            p.check(value, p.name)
+        for value in (lo - 1, hi + 1):
+            with pytest.raises(ConfigError, match=rf"{p.name}: {value} is out of range; accepted: \[{lo}, {hi}\]"):
+                p.check(value, p.name)
+
+
 # -- gridmask --------------------------------------------------------------------------------------
 def test_gridmask_unrotated_mask_is_the_grid() -> None:
     h, w = 60, 100
@@ -97,9 +119,39 @@ def test_gridmask_rotation_turns_the_mask() -> None:
     params = {"ratio": 0.5, "unit": 13.0, "dx": 2.0, "dy": 5.0, "angle": 0.0}
     flat = grid_mask(h, w, params)
     turned = grid_mask(h, w, {**params, "angle": 90.0})
-    assert any(np.array_equal(turned, np.rot90(flat, k)) for k in (1, -1))
+    # a positive angle is counter-clockwise on screen, as KerasCV's; np.rot90(k=1) turns that way
+    assert np.array_equal(turned, np.rot90(flat, 1))
     tilted = grid_mask(h, w, {**params, "angle": 30.0})
     assert not np.array_equal(tilted, flat) and 0.1 < tilted.mean() < 0.4
+
+
+@pytest.mark.parametrize("rotation", [[0.03, 0.11], [-0.12, -0.04]])
+def test_gridmask_rotation_direction_matches_kerascv(rotation: list[float]) -> None:
+    """The stage's draws replayed through keras_cv.layers.GridMask with an asymmetric (one-sided)
+    rotation_factor: the masks agree, so the recorded angle has KerasCV's sign and direction."""
+    tf = pytest.importorskip("tensorflow")
+    kcv = pytest.importorskip("keras_cv")
+    from tests.test_policy_stages_match_kerascv import Script
+
+    h, w = 48, 64
+    grid = stage("gridmask", ratio_factor=[0.4, 0.6], rotation_factor=rotation, fill_value=255)
+    image = np.zeros((h, w, 3), np.uint8)
+    for seed in range(3):
+        params = grid.sample(np.random.default_rng(seed), image.shape)
+        for key in ("unit", "dx", "dy"):  # KerasCV draws float32: both sides take the same values
+            params[key] = float(np.float32(params[key]))
+        assert rotation[0] * 360 <= params["angle"] <= rotation[1] * 360
+        layer = kcv.layers.GridMask(ratio_factor=(params["ratio"], params["ratio"]), rotation_factor=tuple(rotation),
+                                    fill_value=255)
+        layer.random_rotate.interpolation = "nearest"  # augexport's (documented) resampling
+        layer._random_generator = Script(tf, [params["unit"], params["dx"], params["dy"]])
+        layer.random_rotate._random_generator = Script(tf, [math.radians(params["angle"])])
+        picture = tf.constant(image, tf.float32)
+        theirs = layer.augment_image(picture, transformation=layer.get_random_transformation(image=picture))
+        Script.assert_all_used()
+        ours = grid.apply(image, params)
+        differ = float(np.mean(ours[..., 0] != np.asarray(theirs)[..., 0]))
+        assert differ < 0.002, f"seed {seed}: {differ:.2%} of the pixels differ from KerasCV"
 
 
 def test_gridmask_params_fill_and_replay() -> None:

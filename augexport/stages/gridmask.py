@@ -4,10 +4,11 @@ The mask lives on a square of side S = ceil(sqrt(H² + W²)) so that any rotatio
 image. With unit d ~ U[min(H/2, 0.3W), max(H/2, 0.3W) + 1), ratio r and offsets δx, δy ~ U[0, d):
 square k (k = 1..S//d + 1) along an axis spans [k·d − δ − r·d, k·d − δ); the masked cells are the
 product of the x and y spans. The square is rotated by the angle about its centre (outside = not
-masked), centre-cropped to H x W, and masked pixels get the fill. Differences from KerasCV: the
-rotation samples the mask by nearest neighbour (KerasCV rotates bilinearly, then any non-zero value
-counts as masked), and `gaussian_noise` fills with N(127.5, 64²) clipped to 0..255 (KerasCV draws
-N(0, 1) in pixel units, which on 0..255 images is black).
+masked; a positive angle is counter-clockwise on screen, as in KerasCV's RandomRotation),
+centre-cropped to H x W, and masked pixels get the fill. Differences from KerasCV: the rotation
+samples the mask by nearest neighbour (KerasCV rotates bilinearly, then any non-zero value counts
+as masked), and `gaussian_noise` fills with N(127.5, 64²) clipped to 0..255 (KerasCV draws N(0, 1)
+in pixel units, which on 0..255 images is black).
 """
 
 from __future__ import annotations
@@ -37,15 +38,17 @@ def grid_mask(height: int, width: int, params: dict[str, Any]) -> np.ndarray:
     side = int(math.ceil(math.hypot(height, width)))
     xs = _span(side, params["unit"], params["ratio"], params["dx"])
     ys = _span(side, params["unit"], params["ratio"], params["dy"])
-    # output pixel (y, x) sits at (y + oy, x + ox) in the square; look up its pre-rotation position
+    # output pixel (y, x) sits at (y + oy, x + ox) in the square; look up its pre-rotation position.
+    # A positive angle turns the grid counter-clockwise on screen (rows down), as KerasCV's
+    # RandomRotation does, so the source position is the output's turned clockwise by it.
     oy, ox = (side - height) // 2, (side - width) // 2
     c = (side - 1) / 2.0
     theta = math.radians(params["angle"])
     cos, sin = math.cos(theta), math.sin(theta)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     u, v = xx + ox - c, yy + oy - c
-    src_x = np.rint(cos * u + sin * v + c).astype(np.int64)
-    src_y = np.rint(-sin * u + cos * v + c).astype(np.int64)
+    src_x = np.rint(cos * u - sin * v + c).astype(np.int64)
+    src_y = np.rint(sin * u + cos * v + c).astype(np.int64)
     inside = (src_x >= 0) & (src_x < side) & (src_y >= 0) & (src_y < side)
     sx, sy = np.clip(src_x, 0, side - 1), np.clip(src_y, 0, side - 1)
     return inside & xs[sx] & ys[sy]
