@@ -88,6 +88,20 @@ def test_hsv_kernels_on_a_large_batch() -> None:
         _check(measure_kernel(name, n=8, h=160, w=200))
 
 
+def test_device_saturation_past_float32_matches_tf_on_greys() -> None:
+    """A factor past float32's range is inf: a grey's 0 · inf must come out 0 (TF's clamp), not NaN."""
+    import numpy as np
+
+    from augexport import device_ops
+    from augexport.device_ops.colour import saturation
+    from augexport.stages.tf_image import adjust_saturation
+
+    im = np.array([[[128, 128, 128], [200, 10, 40], [0, 0, 0], [255, 255, 255]]], dtype=np.uint8)
+    for factor in (3.5e38, 2.0):
+        dev = device_ops.to_host(saturation(device_ops.to_device([im]), np.array([factor], dtype=np.float32)))
+        assert np.array_equal(dev[0], adjust_saturation(im, factor)), factor
+
+
 def _cases_under(backend: str) -> dict[str, Any]:
     """tests.device_cases in a subprocess under KERAS_BACKEND=backend (read once, at Keras' import)."""
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": os.pathsep.join(

@@ -3,6 +3,9 @@ the draw distributions TF documents, and config errors that name the path."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,7 +13,7 @@ from augexport.errors import ConfigError
 from augexport.pipeline import build_pipeline
 from augexport.rng import example_rng
 from augexport.stages.tf_image import OPS, TfImage
-from tests.conftest import smooth_image
+from tests.conftest import make_class_folder, smooth_image
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +93,23 @@ def test_adjust_saturation_is_bit_exact_on_every_ordering_and_tie(tf, factor: fl
     assert np.array_equal(adjust_saturation(x, factor), tf.image.adjust_saturation(x, factor).numpy())
 
 
+@pytest.mark.parametrize("factor", [3.4e38, 3.5e38, 1e39, 1e308, -2.0])
+def test_adjust_saturation_past_float32_matches_tf(tf, factor: float) -> None:
+    """A factor past float32's range is inf in float32; TF's min(1, max(0, s · inf)) gives greys
+    (s = 0, 0 · inf = NaN) saturation 0, so they stay grey. Negative factors clamp to 0 too."""
+    import warnings
+
+    from augexport.stages.tf_image import adjust_saturation
+
+    x = _every_ordering()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no float32 overflow warning from the kernel either
+        ours = adjust_saturation(x, factor)
+    assert np.array_equal(ours, tf.image.adjust_saturation(x, factor).numpy())
+    grey = np.full((1, 1, 3), 128, np.uint8)
+    assert np.array_equal(adjust_saturation(grey, factor), grey)
+
+
 def test_contrast_mean_is_tf_s_on_a_large_image(tf) -> None:
     """TF folds the plane in halves to sum it; a float32 numpy mean is a level off on ~0.2% of
     the values of this image."""
@@ -140,12 +160,70 @@ def test_random_crop_is_a_slice_and_resize_matches_tf(tf, size: object) -> None:
         assert _max_diff(resized, expected) <= 1
 
 
-def test_random_crop_larger_than_image_keeps_whole_side() -> None:
+@pytest.mark.parametrize("size", [[40, 6], [10, 13], [40, 6, 3]])
+def test_random_crop_larger_than_the_image_fails_like_tf(tf, size: list[int]) -> None:
+    """tf.image.random_crop refuses a crop larger than the image; so does the op (that image fails
+    and is skipped; it is not the whole side any more)."""
     x = _noise(5, 10, 12)
-    out, recorded = _run(_stage({"random_crop": {"size": [40, 6], "resize": False}}), x, 1)
-    y0, x0, y1, x1 = recorded[0]["box"]
-    assert (y0, y1, x1 - x0) == (0, 10, 6)
-    assert out.shape == (10, 6, 3)
+    with pytest.raises(Exception):  # noqa: B017 - TF raises its own InvalidArgumentError
+        tf.image.random_crop(x, [*size[:2], 3])
+    with pytest.raises(ValueError, match=r"random_crop\.size .* is larger than this 10x12 image"):
+        _run(_stage({"random_crop": {"size": size, "resize": False}}), x, 1)
+    out, _ = _run(_stage({"random_crop": {"size": [10, 12], "resize": False}}), x, 1)  # the whole image still fits
+    assert np.array_equal(out, x)
+
+
+@pytest.mark.parametrize(("size", "channels"), [([10, 10, 4], 3), ([10, 10, 1], 3), ([10, 10, 3], 1)])
+def test_random_crop_channel_mismatch_is_refused(tf, size: list[int], channels: int) -> None:
+    """More channels than the image: TF raises. Fewer: TF crops out some channels, which no stage may
+    do (every stage keeps the export's channel count), so that is refused too, not ignored."""
+    x = _noise(5, 20, 20, channels)
+    if size[2] > channels:
+        with pytest.raises(Exception):  # noqa: B017 - TF raises its own InvalidArgumentError
+            tf.image.random_crop(x, size)
+    else:
+        assert tf.image.random_crop(x, size).shape[2] == size[2] != channels
+    with pytest.raises(ValueError, match=rf"asks for {size[2]} channel\(s\) but the image has {channels}"):
+        _run(_stage({"random_crop": {"size": size}}), x, 1)
+
+
+def _cli(tmp_path: Path, stages: str, *args: str, size: tuple[int, int] = (24, 32)) -> tuple[int, str, Path]:
+    """Export a 2-image folder with `stages` (YAML text) through the CLI: (exit code, output, OUT)."""
+    from tests.test_config_errors import _export
+
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"copies: 1\nstages:\n  - tf_image: {stages}\n")
+    out = tmp_path / "out"
+    code, output = _export(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}, size=size), out, "--config", str(cfg),
+                           *args)
+    return code, output, out
+
+
+@pytest.mark.parametrize(("size", "args"), [("[10, 10, 4]", ()), ("[10, 10, 1]", ()), ("[10, 10, 3]", ("--channels", "1"))])
+def test_cli_rejects_a_crop_channel_mismatch_before_any_work(tmp_path: Path, size: str, args: tuple[str, ...]) -> None:
+    code, output, out = _cli(tmp_path, f"[{{random_crop: {{size: {size}}}}}]", *args)
+    assert code == 2 and output.startswith(f"Error: {tmp_path / 'p.yaml'}: stages[0].tf_image: "), output
+    assert "random_crop.size" in output and "channel(s) but the image has" in output and "Traceback" not in output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_skips_images_smaller_than_the_crop_into_the_errors_file(tmp_path: Path) -> None:
+    """A pixel crop that fits some images (the dry run's probe image is no real size) fails only the
+    images it does not fit: skipped and listed in errors-train.jsonl, the others exported."""
+    code, output, out = _cli(tmp_path, "[{random_crop: {size: [62, 70, 3], resize: false}}]", size=(60, 72))
+    assert code == 0, output  # the images are 60x72 and 64x78: the second fits (the 48x64 probe neither)
+    errors = [json.loads(line) for line in (out / "errors-train.jsonl").read_text().splitlines()]
+    assert len(errors) == 1 and "is larger than this 60x72 image" in errors[0]["error"], errors
+    assert "1 skipped" in output
+
+
+def test_cli_absurd_brightness_is_a_config_error(tmp_path: Path) -> None:
+    """max_delta 1e308 once crashed the dry run (numpy's uniform(-d, d) overflows) with a raw
+    OverflowError; now the key and its range are named."""
+    code, output, _ = _cli(tmp_path, "[{random_brightness: {max_delta: 1.0e+308}}]")
+    assert code == 2 and "stages[0].tf_image[0].random_brightness.max_delta: 1e+308 is out of range; accepted: [0, 1000]" \
+        in output, output
+    assert "Overflow" not in output and "Traceback" not in output
 
 
 def test_draw_distributions_follow_tf() -> None:

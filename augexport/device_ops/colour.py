@@ -94,7 +94,9 @@ def saturation(batch: Tensor, factors: Tensor) -> Tensor:
                               _plus_double(ops.multiply(norm, ops.subtract(r, g)), 4.0 / 6.0)))
     hue = ops.where(ops.less_equal(span, 0.0), 0.0, hue)
     hue = ops.where(ops.less(hue, 0.0), add(hue, np.float32(1)), hue)
-    s = ops.clip(ops.multiply(s, ops.reshape(factors, (-1, 1, 1))), 0.0, 1.0)
+    scaled = ops.multiply(s, ops.reshape(factors, (-1, 1, 1)))
+    # TF's min(1, max(0, s · f)) sends a grey's 0 · inf (a factor past float32's range) to 0; clip keeps NaN
+    s = ops.clip(ops.where(ops.greater(s, 0.0), scaled, 0.0), 0.0, 1.0)
     chroma = ops.multiply(s, v)
     m = ops.subtract(v, chroma)
     dh = ops.multiply(hue, np.float32(6))

@@ -255,6 +255,12 @@ def _saturation_hue(s: list[np.ndarray], planes: list[np.ndarray], span: np.ndar
     cv2.copyTo(tmp, np.less(hh, 0, out=m1.view(bool)).view(np.uint8), hh)
 
 
+def _float32_factor(factor: float) -> np.float32:
+    """The factor as TF takes it, a float32: past float32's range that is ±inf (no warning)."""
+    with np.errstate(over="ignore"):
+        return np.float32(factor)
+
+
 def _saturation_run(px: np.ndarray, out: np.ndarray, s: list[np.ndarray], factor: float) -> None:
     """TF's AdjustSaturation on a run of pixels (rgb_to_hsv, s · factor clipped, hsv_to_rgb)."""
     import cv2
@@ -268,9 +274,14 @@ def _saturation_run(px: np.ndarray, out: np.ndarray, s: list[np.ndarray], factor
     np.subtract(_levels(v8, v), _levels(lo8, span), out=span)
     cv2.patchNaNs(np.divide(span, v, out=sat), 0)  # black: 0/0 -> 0
     _saturation_hue([r, g, b, v8, p8, q8, m1, m2, code], [x, hh], span, hh, tmp, d64)
-    np.multiply(sat, np.float32(factor), out=sat)
-    if factor > 1:
+    scale = _float32_factor(factor)
+    np.multiply(sat, scale, out=sat)
+    if scale > 1:
+        if np.isinf(scale):  # TF's min(1, max(0, s · scale)) sends the 0 · inf of greys (NaN) to 0
+            cv2.patchNaNs(sat, 0)  # first: the threshold below would make NaN 1
         cv2.threshold(sat, 1.0, 1.0, cv2.THRESH_TRUNC, dst=sat)  # min(1, ·); s · factor <= 1 otherwise
+    elif scale < 0:
+        np.maximum(sat, np.float32(0), out=sat)  # max(0, ·): the kernel takes any factor, as TF's
     c, m, dh = sat, span, hh
     np.multiply(sat, v, out=c)
     np.subtract(v, c, out=m)
@@ -392,11 +403,23 @@ def _crop_size(value: Any, path: str) -> Any:
                                 "(or TF's [h, w, channels])") from None
 
 
+def check_crop_size(size: list[int], shape: tuple[int, ...]) -> None:
+    """tf.image.random_crop's own checks, which it raises on: the channels of [h, w, c] must be the
+    image's, and the crop must fit in it (a crop larger than the image fails that image)."""
+    if len(size) == 3 and size[2] != shape[2]:
+        raise ValueError(f"random_crop.size {size!r} asks for {size[2]} channel(s) but the image has {shape[2]}; "
+                         f"accepted: [h, w] or [h, w, {shape[2]}]")
+    if size[0] > shape[0] or size[1] > shape[1]:
+        raise ValueError(f"random_crop.size {size!r} is larger than this {shape[0]}x{shape[1]} image (HxW), "
+                         "as tf.image.random_crop refuses too")
+
+
 def _sample_crop(args: dict[str, Any], rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
     h, w = shape[:2]
     size = args["size"]
     if isinstance(size, list):
-        ch, cw = min(size[0], h), min(size[1], w)  # a crop larger than the image keeps that whole side
+        check_crop_size(size, shape)
+        ch, cw = size[0], size[1]
     else:
         ch, cw = max(1, int(round(h * size))), max(1, int(round(w * size)))
     y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
@@ -409,6 +432,9 @@ def _sample_central(args: dict[str, Any], rng: np.random.Generator, shape: tuple
     return {"central_fraction": f, "box": central_box(shape[0], shape[1], f)}
 
 
+# |delta| >= 1 already turns every pixel white or black; the cap only keeps the draw U[-d, d)
+# finite (numpy's uniform raises past ~9e307), so an absurd value is an error naming its key.
+_MAX_BRIGHTNESS = 1000
 _P = Param("p", "float in [0, 1]", 1.0, "probability that the op runs (augexport's addition)", number(0, 1))
 _RESIZE = Param("resize", "bool", True, "resize the crop back to the input size (tf.image.resize, bilinear)", boolean)
 _FRACTION = one_of(number(0, 1, lo_open=True), pair(0, 1), accepted="a number in (0, 1] or a range [lo, hi] inside (0, 1]")
@@ -434,7 +460,8 @@ def _flip(axis: int) -> Kernel:
 
 OPS: dict[str, Op] = {op.name: op for op in (
     Op("random_brightness", "x + delta on [0, 1] floats, delta ~ U[-max_delta, max_delta)",
-       (Param("max_delta", "float >= 0", 0.2, "largest |delta| (on the [0, 1] scale)", number(0, None)), _P),
+       (Param("max_delta", f"float in [0, {_MAX_BRIGHTNESS}]", 0.2, "largest |delta| (on the [0, 1] scale)",
+              number(0, _MAX_BRIGHTNESS)), _P),
        lambda a, rng, s: {"delta": float(rng.uniform(-a["max_delta"], a["max_delta"]))},
        lambda img, prm: adjust_brightness(img, prm["delta"])),
     Op("random_contrast", "(x − channel mean) · factor + mean, factor ~ U[lower, upper)",
@@ -461,7 +488,8 @@ OPS: dict[str, Op] = {op.name: op for op in (
        lambda a, rng, s: {"quality": int(rng.integers(a["min_jpeg_quality"], a["max_jpeg_quality"]))},
        lambda img, prm: adjust_jpeg_quality(img, prm["quality"]), _jpeg_range),
     Op("random_crop", "uniform crop of `size`, resized back to the input size unless resize: false",
-       (Param("size", "fraction or [h, w]", 0.875, "crop size: fraction of (H, W) in (0, 1], or pixels [h, w]", _crop_size),
+       (Param("size", "fraction or [h, w]", 0.875, "crop size: fraction of (H, W) in (0, 1], or pixels [h, w] (or "
+              "[h, w, C], C the image's channels); an image smaller than [h, w] fails (skipped), as in TF", _crop_size),
         _RESIZE, _P),
        _sample_crop, lambda img, prm: crop(img, prm["box"], prm["resize"])),
     Op("central_crop", "TF's central_crop; the fraction may be a range [lo, hi) drawn per copy",
@@ -497,9 +525,24 @@ class TfImage(Stage):
         return [{o["op"]: {k: v for k, v in o.items() if k != "op"}} for o in self.config["ops"]]
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
+        return self._sample(rng, shape, probe=False)
+
+    def render(self, rng: np.random.Generator, image: np.ndarray, apply_all: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+        """As Stage's; in the build-time dry run (apply_all) a pixel crop larger than the small probe
+        image is fitted to it: real images have other sizes, and one too small fails by itself. What
+        fails on every image (a channel count) still fails the dry run."""
+        if not apply_all:
+            return super().render(rng, image, apply_all)
+        params = self._sample(rng, image.shape, probe=True)
+        return self.apply(image, params), params
+
+    def _sample(self, rng: np.random.Generator, shape: tuple[int, ...], probe: bool) -> dict[str, Any]:
         drawn = []
         for o in self.config["ops"]:
             op = OPS[o["op"]]
+            if probe and op.name == "random_crop" and isinstance(o["size"], list):
+                size = o["size"]
+                o = {**o, "size": [min(size[0], shape[0]), min(size[1], shape[1]), *size[2:]]}
             if o["p"] < 1.0 and not rng.random() < o["p"]:
                 drawn.append({"op": op.name, "applied": False})
                 continue
