@@ -269,7 +269,7 @@ def test_sampled_params_replay_through_keras(idg) -> None:
 # -- configuration errors ---------------------------------------------------------------------------
 @pytest.mark.parametrize(("key", "value", "expected"), [
     ("fill_mode", "bogus", "accepted: constant, nearest, reflect, wrap"),
-    ("width_shift_range", "abc", "accepted: a number >= 0"),
+    ("width_shift_range", "abc", "accepted: a number in [0, 100000]"),
     ("height_shift_range", -0.1, "out of range"),
     ("zoom_range", [1.2, 0.8], "greater than high"),
     ("zoom_range", 1.5, "accepted: [0, 1)"),
@@ -283,6 +283,40 @@ def test_config_errors_name_the_path(key: str, value: object, expected: str) -> 
     with pytest.raises(ConfigError) as err:
         build_pipeline({"copies": 1, "stages": [{"keras": {key: value}}]})
     assert f"stages[0].keras.{key}" in str(err.value) and expected in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("rotation_range: 1.0e+308", "rotation_range: 1e+308 is out of range; accepted: [0, 360]"),
+    ("shear_range: 1.0e+308", "shear_range: 1e+308 is out of range; accepted: [0, 360]"),
+    ("width_shift_range: 1.0e+308", "width_shift_range: 1e+308 is out of range; accepted: a number in [0, 100000]"),
+    ("height_shift_range: " + "9" * 30, "height_shift_range: " + "9" * 30 + " is out of range; accepted: a number"),
+    ("width_shift_range: [0.1, -1.0e+308]", "width_shift_range: [0.1, -1e+308] is out of range; accepted: a number"),
+    ("zoom_range: [0.5, 1.0e+308]", "zoom_range[1]: 1e+308 is out of range; accepted: [0, 1000]"),
+    ("brightness_range: [0.5, 1.0e+308]", "brightness_range[1]: 1e+308 is out of range; accepted: [0, 1000]"),
+])
+def test_absurd_ranges_are_config_errors_through_the_cli(tmp_path: Path, text: str, words: str) -> None:
+    """Values whose draws overflowed (numpy's uniform(-r, r), integers past int64) crashed the dry run
+    with a raw OverflowError; now the key and the accepted range are named, exit 2."""
+    from tests.conftest import make_class_folder
+    from tests.test_config_errors import _export
+
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"stages:\n  - keras: {{{text}}}\n")
+    code, output = _export(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}), tmp_path / "out", "--config", str(cfg))
+    assert code == 2 and output.startswith(f"Error: {cfg}: stages[0].keras.{words}"), output
+    assert "Traceback" not in output and "Overflow" not in output
+
+
+def test_range_bounds_are_accepted() -> None:
+    """The bounds themselves still draw and warp, without a numpy warning."""
+    st = stage(rotation_range=360, shear_range=360, width_shift_range=100_000, height_shift_range=[-100_000, 0.5],
+               zoom_range=[0, 1000], brightness_range=[0, 1000])
+    image = smooth_image(20, 30, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for seed in range(5):
+            params = st.sample(np.random.default_rng(seed), image.shape)
+            assert st.apply(image, params).shape == image.shape
 
 
 def test_cli_bad_fill_mode_exits_2(tmp_path: Path) -> None:

@@ -177,7 +177,8 @@ def test_pixel_noise_is_seeded_normal_noise() -> None:
 @pytest.mark.parametrize(("spec", "path", "words"), [
     ({"scale": [0, 0.3]}, "scale[0]", "out of range; accepted: (0, 1]"),
     ({"scale": [0.4, 0.1]}, "scale", "low 0.4 is greater than high 0.1"),
-    ({"ratio": [-1, 2]}, "ratio[0]", "accepted: > 0"),
+    ({"ratio": [-1, 2]}, "ratio[0]", "accepted: [0.0001, 10000]"),
+    ({"ratio": [0.5, 20000]}, "ratio[1]", "accepted: [0.0001, 10000]"),
     ({"mode": "random"}, "mode", "accepted: const, rand, pixel; did you mean rand"),
     ({"min_count": 3, "max_count": 2}, "max_count", "2 is less than min_count (3)"),
     ({"max_count": 0}, "max_count", "out of range"),
@@ -190,6 +191,21 @@ def test_validation_names_the_path(spec: dict, path: str, words: str) -> None:
     with pytest.raises(ConfigError) as err:
         build_pipeline({"stages": [{"cutout": {}}, {"random_erasing": spec}]})
     assert f"stages[1].random_erasing.{path}: " in str(err.value) and words in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("ratio: [1.0e-308, 1.0e-300]", "ratio[0]: 1e-308 is out of range; accepted: [0.0001, 10000]"),
+    ("ratio: [0.5, 1.0e+300]", "ratio[1]: 1e+300 is out of range; accepted: [0.0001, 10000]"),
+])
+def test_absurd_ratio_is_a_config_error_through_the_cli(tmp_path: Path, text: str, words: str) -> None:
+    """Once a raw OverflowError of the dry run (area / ratio = inf); now the key and its range."""
+    from tests.test_config_errors import _export
+
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"stages:\n  - random_erasing: {{p: 1.0, {text}}}\n")
+    code, output = _export(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}), tmp_path / "out", "--config", str(cfg))
+    assert code == 2 and output.startswith(f"Error: {cfg}: stages[0].random_erasing.{words}"), output
+    assert "Traceback" not in output and "OverflowError" not in output
 
 
 def test_exported_params_replay_the_pixels(tmp_path: Path) -> None:

@@ -184,7 +184,8 @@ def test_whole_image_box_is_the_identity_and_p_skips() -> None:
     ({"scale": [0.5, 1.5]}, "scale[1]", "out of range; accepted: (0, 1]"),
     ({"scale": [0.9, 0.1]}, "scale", "low 0.9 is greater than high 0.1"),
     ({"scale": 0.5}, "scale", "expected a 2-list"),
-    ({"ratio": [0, 2]}, "ratio[0]", "accepted: > 0"),
+    ({"ratio": [0, 2]}, "ratio[0]", "accepted: [0.0001, 10000]"),
+    ({"ratio": [1, 10001]}, "ratio[1]", "accepted: [0.0001, 10000]"),
     ({"ratio": [2, 1]}, "ratio", "greater than high"),
     ({"interpolation": "bicubic"}, "interpolation", "accepted: bilinear, nearest"),
     ({"max_attempts": 0}, "max_attempts", "out of range"),
@@ -194,6 +195,30 @@ def test_validation_names_the_path(spec: dict, path: str, words: str) -> None:
     with pytest.raises(ConfigError) as err:
         build_pipeline({"stages": [{"cutout": {}}, {"random_resized_crop": spec}]})
     assert f"stages[1].random_resized_crop.{path}: " in str(err.value) and words in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("ratio: [1.0e-308, 1.0e-300]", "ratio[0]: 1e-308 is out of range; accepted: [0.0001, 10000]"),
+    ("ratio: [1, 1.0e+300]", "ratio[1]: 1e+300 is out of range; accepted: [0.0001, 10000]"),
+])
+def test_absurd_ratio_is_a_config_error_through_the_cli(tmp_path: Path, text: str, words: str) -> None:
+    """Once a raw OverflowError of the dry run (area / ratio = inf); now the key and its range."""
+    from tests.test_config_errors import _export
+
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"stages:\n  - random_resized_crop: {{{text}}}\n")
+    code, output = _export(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}), tmp_path / "out", "--config", str(cfg))
+    assert code == 2 and output.startswith(f"Error: {cfg}: stages[0].random_resized_crop.{words}"), output
+    assert "Traceback" not in output and "OverflowError" not in output
+
+
+def test_extreme_accepted_ratios_draw_and_fall_back() -> None:
+    """The ratio bounds themselves never overflow, on a tiny image and a long one."""
+    for ratio in ([0.0001, 0.0001], [10000, 10000], [0.0001, 10000]):
+        for h, w in ((1, 1), (3, 16384), (4000, 4000)):
+            box, _ = sample_crop_box(np.random.default_rng(0), h, w, [0.01, 1.0], ratio, 10)
+            y0, x0, y1, x1 = box
+            assert 0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w
 
 
 def test_exported_copies_have_image_size_and_replay(tmp_path: Path) -> None:

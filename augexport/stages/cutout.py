@@ -40,7 +40,7 @@ class Cutout(Stage):
            "area and aspect ratio see random_erasing.")
     schema = (
         Param("size", "float in (0, 1]", 0.25, "hole side as a fraction of min(H, W)", number(0, 1, lo_open=True)),
-        Param("count", "int >= 1", 1, "number of holes", number(1, 64, integer=True)),
+        Param("count", "int in [1, 64]", 1, "number of holes", number(1, 64, integer=True)),
         Param("fill", "float in [0, 255]", 0.0, "fill value", number(0, 255)),
         Param("p", "float in [0, 1]", 1.0, "probability of applying the stage", number(0, 1)),
     )

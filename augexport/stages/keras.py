@@ -37,15 +37,27 @@ _INTERP = {0: "INTER_NEAREST", 1: "INTER_LINEAR"}
 
 
 # -- validation ------------------------------------------------------------------------------
+# Keras takes any size, but past these a value means nothing more (an angle past a full turn, a
+# shift past any image, a zoom or brightness that leaves one colour) and past float range the
+# draws overflow (numpy's uniform(-r, r) raises beyond ~9e307, integers beyond int64); bounded
+# here so such a value is a config error naming its key, not a crash of the dry run.
+MAX_DEGREES = 360
+MAX_SHIFT = 100_000  # pixels
+MAX_FACTOR = 1000  # zoom and brightness factors
+
+
 def shift_range(value: Any, path: str) -> Any:
     """Keras' shift ranges keep their type: int = integer pixels, float = fraction (< 1) or pixels,
     list = choices (each with a random sign)."""
-    accepted = "a number >= 0 (float < 1: fraction of the size; int: integer pixels) or a non-empty list of numbers"
-    if is_number(value):
-        if value < 0:
+    accepted = (f"a number in [0, {MAX_SHIFT}] (float < 1: fraction of the size; int: integer pixels) or a "
+                f"non-empty list of numbers in [-{MAX_SHIFT}, {MAX_SHIFT}]")
+    if is_number(value) or (isinstance(value, int) and not isinstance(value, bool)):  # an int past a float too
+        if not 0 <= value <= MAX_SHIFT:
             raise ConfigError(path, f"{value!r} is out of range; accepted: {accepted}")
         return value
     if isinstance(value, (list, tuple)) and value and all(is_number(v) for v in value):
+        if any(abs(v) > MAX_SHIFT for v in value):
+            raise ConfigError(path, f"{list(value)!r} is out of range; accepted: {accepted}")
         return list(value)
     raise ConfigError(path, f"{value!r} is not accepted; accepted: {accepted}")
 
@@ -55,16 +67,18 @@ def zoom_range(value: Any, path: str) -> Any:
     if is_number(value):
         return number(0, 1, hi_open=True)(value, path)
     if isinstance(value, (list, tuple)):
-        return pair(0, None)(value, path)
-    raise ConfigError(path, f"{value!r} is not accepted; accepted: a number in [0, 1) or a list [low, high] of numbers >= 0")
+        return pair(0, MAX_FACTOR)(value, path)
+    raise ConfigError(path, f"{value!r} is not accepted; accepted: a number in [0, 1) or a list [low, high] of "
+                            f"numbers in [0, {MAX_FACTOR}]")
 
 
 def brightness_range(value: Any, path: str) -> Any:
     if value is None:
         return None
     if not isinstance(value, (list, tuple)):
-        raise ConfigError(path, f"{value!r} is not accepted; accepted: null or a list [low, high] of numbers >= 0")
-    return pair(0, None)(value, path)
+        raise ConfigError(path, f"{value!r} is not accepted; accepted: null or a list [low, high] of numbers in "
+                                f"[0, {MAX_FACTOR}]")
+    return pair(0, MAX_FACTOR)(value, path)
 
 
 def zoom_bounds(zoom: Any) -> tuple[float, float]:
@@ -334,16 +348,21 @@ class KerasStage(Stage):
     name = "keras"
     doc = "tf.keras ImageDataGenerator augmentation with Keras' names, defaults, draws and quirks."
     schema = (
-        Param("rotation_range", "float >= 0", 0, "degrees; theta ~ U(-r, r)", number(0, None)),
+        Param("rotation_range", f"float in [0, {MAX_DEGREES}]", 0, "degrees; theta ~ U(-r, r)",
+              number(0, MAX_DEGREES)),
         Param("width_shift_range", "float|int|list", 0.0,
-              "float < 1: fraction of width; >= 1: pixels; int: integer pixels in (-n, n); list: choice x random sign",
+              "float < 1: fraction of width; >= 1: pixels; int: integer pixels in (-n, n); list: choice x random sign; "
+              f"at most {MAX_SHIFT} pixels",
               shift_range),
         Param("height_shift_range", "float|int|list", 0.0, "as width_shift_range, for the height", shift_range),
-        Param("shear_range", "float >= 0", 0.0, "shear angle in degrees; U(-s, s)", number(0, None)),
-        Param("zoom_range", "float|[lo, hi]", 0.0, "z: [1-z, 1+z]; zx, zy drawn independently", zoom_range),
-        Param("channel_shift_range", "float >= 0", 0.0, "one U(-r, r) offset on every channel, clipped to the image's range",
+        Param("shear_range", f"float in [0, {MAX_DEGREES}]", 0.0, "shear angle in degrees; U(-s, s)",
+              number(0, MAX_DEGREES)),
+        Param("zoom_range", "float|[lo, hi]", 0.0,
+              f"z in [0, 1): [1-z, 1+z]; or [lo, hi] inside [0, {MAX_FACTOR}]; zx, zy drawn independently", zoom_range),
+        Param("channel_shift_range", "float in [0, 255]", 0.0, "one U(-r, r) offset on every channel, clipped to the image's range",
               number(0, 255)),
-        Param("brightness_range", "null|[lo, hi]", None, "PIL brightness factor ~ U(lo, hi)", brightness_range),
+        Param("brightness_range", "null|[lo, hi]", None, f"PIL brightness factor ~ U(lo, hi), inside [0, {MAX_FACTOR}]",
+              brightness_range),
         Param("horizontal_flip", "bool", False, "flip left-right with probability 0.5", boolean),
         Param("vertical_flip", "bool", False, "flip up-down with probability 0.5", boolean),
         Param("fill_mode", "constant|nearest|reflect|wrap", "nearest", "scipy.ndimage fill mode outside the image",

@@ -34,6 +34,9 @@ from .grayscale import LUMA
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]  # 255 · timm's IMAGENET_DEFAULT_MEAN
 IMAGENET_STD = [58.395, 57.12, 57.375]  # 255 · timm's IMAGENET_DEFAULT_STD
+# Aspect ratios beyond 1:10000 either way suit no practical image, and near float's limits
+# area / ratio overflows to inf (a crash of the dry run): bounded, so that is a config error.
+RATIO_MIN, RATIO_MAX = 0.0001, 10000
 
 
 def erasing_boxes(rng: np.random.Generator, height: int, width: int, count: int, config: dict[str, Any],
@@ -118,14 +121,14 @@ class RandomErasing(Stage):
         Param("p", "float in [0, 1]", 0.5, "probability of erasing (timm's probability)", number(0, 1)),
         Param("scale", "[lo, hi] inside (0, 1]", [0.02, 1 / 3], "box area as a fraction of the image, "
               "~ U[lo, hi] / count (timm shares the area among the boxes)", pair(0, 1, lo_open=True)),
-        Param("ratio", "[lo, hi], > 0", [0.3, 3.3], "box height / width, log-uniform in [lo, hi]",
-              pair(0, None, lo_open=True)),
+        Param("ratio", f"[lo, hi] inside [{RATIO_MIN}, {RATIO_MAX}]", [0.3, 3.3],
+              "box height / width, log-uniform in [lo, hi]", pair(RATIO_MIN, RATIO_MAX)),
         Param("mode", "const|rand|pixel", "const", "fill: the mean colour, one normal colour per box, or "
               "normal noise per pixel (mean + std·N(0, 1) in pixels)", choice("const", "rand", "pixel")),
-        Param("min_count", "int >= 1", 1, "fewest boxes", number(1, 64, integer=True)),
-        Param("max_count", "int >= 1", 1, "most boxes (the count is uniform in [min_count, max_count])",
+        Param("min_count", "int in [1, 64]", 1, "fewest boxes", number(1, 64, integer=True)),
+        Param("max_count", "int in [1, 64]", 1, "most boxes (the count is uniform in [min_count, max_count])",
               number(1, 64, integer=True)),
-        Param("max_attempts", "int >= 1", 10, "attempts per box before it is skipped (timm: 10)",
+        Param("max_attempts", "int in [1, 1000]", 10, "attempts per box before it is skipped (timm: 10)",
               number(1, 1000, integer=True)),
         Param("mean", "number or [r, g, b] in 0..255", IMAGENET_MEAN,
               "normalization mean in pixels (default ImageNet's); the 'const' fill", _level),

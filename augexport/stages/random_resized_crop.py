@@ -33,6 +33,10 @@ from ..registry import Stage, register
 from ..spec import Param, choice, number, pair
 from .tf_image import resize_bilinear
 
+# Aspect ratios beyond 1:10000 either way suit no practical image, and near float's limits
+# area / ratio overflows to inf (a crash of the dry run): bounded, so that is a config error.
+RATIO_MIN, RATIO_MAX = 0.0001, 10000
+
 
 def sample_crop_box(rng: np.random.Generator, height: int, width: int, scale: list[float], ratio: list[float],
                     max_attempts: int) -> tuple[list[int], bool]:
@@ -96,11 +100,11 @@ class RandomResizedCrop(Stage):
     schema = (
         Param("scale", "[lo, hi] inside (0, 1]", [0.08, 1.0], "crop area as a fraction of the image area, ~ U[lo, hi]",
               pair(0, 1, lo_open=True)),
-        Param("ratio", "[lo, hi], > 0", [3 / 4, 4 / 3], "crop width / height, log-uniform in [lo, hi]",
-              pair(0, None, lo_open=True)),
+        Param("ratio", f"[lo, hi] inside [{RATIO_MIN}, {RATIO_MAX}]", [3 / 4, 4 / 3],
+              "crop width / height, log-uniform in [lo, hi]", pair(RATIO_MIN, RATIO_MAX)),
         Param("interpolation", "bilinear|nearest", "bilinear", "tf.image.resize method for the crop",
               choice("bilinear", "nearest")),
-        Param("max_attempts", "int >= 1", 10, "attempts before the centre-crop fallback (torchvision: 10)",
+        Param("max_attempts", "int in [1, 1000]", 10, "attempts before the centre-crop fallback (torchvision: 10)",
               number(1, 1000, integer=True)),
         Param("p", "float in [0, 1]", 1.0, "probability of applying the stage", number(0, 1)),
     )
