@@ -81,6 +81,8 @@ def test_sigterm_or_ctrl_c_at_any_moment_stops_at_once_without_tracebacks(corpus
     assert time.monotonic() - t0 < 15, "the interrupt stalled"
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal arrived")
+    if proc.returncode == 1 and "init_sys_streams" in err:  # CPython's own start-up, before any augexport code
+        pytest.skip("the signal landed while the interpreter was opening its standard streams")
     # before Python installs its handlers the default action ends the process: as quick, as quiet
     assert proc.returncode in (128 + signum, -signum), err
     assert "Traceback" not in err, err
