@@ -6,7 +6,7 @@ per-channel mean and std go into the manifest, to apply at training time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -44,12 +44,25 @@ def featurewise_stats(items: Iterable[SourceItem], pipeline: Pipeline, decoder: 
         return {"mean": None, "std": None, "images": 0, "pixels": 0, "note": FEATUREWISE_NOTE}
     mean = total / pixels
     var = np.maximum(total_sq / pixels - mean * mean, 0.0)
-    want_std = any(isinstance(s, KerasStage) and s.config["featurewise_std_normalization"] for s in pipeline.stages)
+    want_std = any(s.config["featurewise_std_normalization"] for s in keras_stages(pipeline))
     return {"mean": [round(float(v), 6) for v in mean],
             "std": [round(float(v), 6) for v in np.sqrt(var)] if want_std else None,
             "images": images, "pixels": pixels, "note": FEATUREWISE_NOTE}
 
 
+def keras_stages(pipeline: Pipeline) -> Iterator[KerasStage]:
+    """Every keras stage the pipeline can run: top level, inside control stages (one_of, ...), and
+    in the `classes:` overrides, whose stages see the same data set."""
+    lists: list[Iterable[Any]] = [pipeline.stages]
+    lists += [c.stages for c in pipeline.classes.values() if c.stages is not None]
+    pending = [s for stages in lists for s in stages]
+    while pending:
+        stage = pending.pop()
+        if isinstance(stage, KerasStage):
+            yield stage
+        pending.extend(getattr(stage, "children", ()) or ())
+
+
 def needs_featurewise_stats(pipeline: Pipeline) -> bool:
-    """True when a keras stage asks for featurewise_center or featurewise_std_normalization."""
-    return any(isinstance(s, KerasStage) and s.wants_featurewise for s in pipeline.stages)
+    """True when a keras stage anywhere asks for featurewise_center or featurewise_std_normalization."""
+    return any(s.wants_featurewise for s in keras_stages(pipeline))

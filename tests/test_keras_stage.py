@@ -382,6 +382,20 @@ def test_featurewise_stats_in_manifest(tmp_path: Path) -> None:
     assert "featurewise_stats" not in read_manifest(tmp_path / "out2")["splits"]["train"]
 
 
+@pytest.mark.parametrize("where", ["one_of", "classes"])
+def test_featurewise_stats_of_a_keras_stage_inside_a_control_stage_or_a_class(tmp_path: Path, where: str) -> None:
+    """The first pass ran only for top-level keras stages: nested ones lost the statistics silently."""
+    images = make_source(tmp_path / "src")
+    keras = {"keras": {"featurewise_std_normalization": True}}
+    spec = ({"stages": [{"one_of": [keras, {"keras": {}}]}]} if where == "one_of" else
+            {"classes": {sorted(p.name for p in (tmp_path / "src").iterdir())[0]: {"stages": [keras]}}})
+    api.export(str(tmp_path / "src"), tmp_path / "out", encoding="png", workers=1, overrides={"copies": 1, **spec})
+    stats = read_manifest(tmp_path / "out")["splits"]["train"]["featurewise_stats"]
+    pixels = np.concatenate([im.reshape(-1, 3) for im in images.values()]).astype(np.float64)
+    assert np.allclose(stats["mean"], pixels.mean(axis=0), atol=1e-5)  # the whole data set, as fit(x)
+    assert np.allclose(stats["std"], pixels.std(axis=0), atol=1e-5)
+
+
 @pytest.mark.parametrize("fill_mode", ["constant", "nearest", "reflect"])
 def test_the_rgba_warp_route_gives_the_direct_warps_bytes(monkeypatch: pytest.MonkeyPatch, fill_mode: str) -> None:
     """Processes whose buffers are reused warp RGB through RGBA (faster there), others directly:
