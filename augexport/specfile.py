@@ -119,6 +119,7 @@ def _check_plain(data: Any) -> None:
 # and JSON read it as a number, and so does every user who types `--rotation-range 1e1`.
 _EXPONENT = r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"
 _LOADER: Any = None
+_TEXT_KEY_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool", "null")}
 
 
 def yaml_loader() -> Any:
@@ -128,7 +129,14 @@ def yaml_loader() -> Any:
         import yaml
 
         class Loader(yaml.SafeLoader):
-            pass
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                """Keys stay the text they were written as: `01:` and `1:`, `no:` and `false:` are
+                different class names (as folders), never the number 1 or False twice."""
+                if isinstance(node, yaml.MappingNode):
+                    for key, _ in node.value:
+                        if isinstance(key, yaml.ScalarNode) and key.tag in _TEXT_KEY_TAGS:
+                            key.tag = "tag:yaml.org,2002:str"
+                return super().construct_mapping(node, deep)
 
         Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_EXPONENT), list("-+0123456789."))
         _LOADER = Loader

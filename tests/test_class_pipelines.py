@@ -106,3 +106,17 @@ def test_bad_class_entries_exit_2_naming_them(folder: Path, tmp_path: Path, clas
     res = CliRunner().invoke(main, ["export", str(folder), str(tmp_path / "out"), "--config", str(config)])
     assert res.exit_code == 2 and needle in res.output, res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_class_keys_are_read_as_written_not_as_yaml_numbers_or_booleans(tmp_path: Path) -> None:
+    """`1:` and `01:` were both the number 1 (one override lost, the other class without its own);
+    `no:` was False. Keys stay the text they were written as, like the folder names."""
+    src = make_class_folder(tmp_path / "src", {"1": 2, "01": 2, "no": 2})
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("copies: 0\nclasses:\n  1: {copies: 1}\n  01: {target_count: 5}\n  no: {copies: 2}\n")
+    res = CliRunner().invoke(main, ["export", str(src), str(tmp_path / "out"), "--config", str(cfg), "--workers", "1",
+                                    "--quiet"])
+    assert res.exit_code == 0, res.output
+    entry = manifest(tmp_path / "out")["splits"]["train"]
+    plan = {name: p["planned_records"] for name, p in entry["class_plan"].items()}
+    assert plan == {"01": 5, "1": 4, "no": 6}
