@@ -312,7 +312,8 @@ def inspect(out: str, verify: bool, as_json: bool) -> None:
 @click.option("-o", "--output", "out_png", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Pipeline file (.yaml or .json).")
 @click.option("-n", "n", type=int, default=8, show_default=True, help="Source images (rows), first in export order.")
-@click.option("--copies", type=int, default=4, show_default=True, help="Augmented copies per row.")
+@click.option("--copies", type=int, help="Augmented copies per row (default 4; a pipeline that mixes: its own copies, "
+              "since partners are drawn among them).")
 @click.option("--seed", type=int, help="Seed (default: the pipeline's, else 0).")
 @click.option("--image-size", help="Resize to 224 or HxW like 224x160.")
 @_compose(*_resize_options)

@@ -126,7 +126,20 @@ class PreviewRow:
     error: str | None = None
 
 
-def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int = 4, *, seed: int | None = None,
+PREVIEW_COPIES = 4
+
+
+def preview_copies(config: str | None, copies: int | None) -> int:
+    """--copies, or by default the pipeline's own when it mixes (partners are drawn among the copies,
+    so the cells are the export's records only with its count), else PREVIEW_COPIES."""
+    if copies is not None:
+        return copies
+    pipeline = resolve_with_flags(config, None, {})
+    return pipeline.copies if pipeline.mix is not None and 1 <= pipeline.copies <= 64 else PREVIEW_COPIES
+
+
+def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int | None = None, *,
+                 seed: int | None = None,
                  image_size: str | None = None, labels: str | None = None, split: str | None = None,
                  data_dir: str | None = None, shuffle: bool = True, interpolation: str | None = None,
                  crop_to_aspect_ratio: bool | None = None,
@@ -134,6 +147,7 @@ def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int
     """The records export (with `--encoding png --copies N`) writes for the first n sources: (class names, rows)."""
     if n < 1:
         raise UsageError(f"-n {n} is not accepted; accepted: an integer >= 1")
+    copies = preview_copies(config, copies)
     if not 1 <= copies <= 64:
         raise UsageError(f"--copies {copies} is not accepted; accepted: 1..64 for a preview")
     pipeline = resolve_with_flags(config, None, {
@@ -155,7 +169,8 @@ def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int
     return listing.class_names, rows
 
 
-def make_preview(source: str, out_png: str | os.PathLike[str], config: str | None = None, n: int = 8, copies: int = 4,
+def make_preview(source: str, out_png: str | os.PathLike[str], config: str | None = None, n: int = 8,
+                 copies: int | None = None,
                  *, cell: int = CELL, **options: Any) -> PreviewResult:
     """Render the contact sheet of the first `n` sources with `copies` augmented copies each.
     `options`: seed, image_size, labels, split, data_dir, shuffle (as for `preview_rows`)."""
@@ -166,6 +181,7 @@ def make_preview(source: str, out_png: str | os.PathLike[str], config: str | Non
         raise UsageError(f"-o {out_png}: the preview is a PNG; use a .png file name")
     check_output_file(out_png, "-o")
     check_outside_source(out_png, source, "-o")
+    copies = preview_copies(config, copies)
     class_names, rows = preview_rows(source, config, n, copies, **options)
     width, height = grid_size(len(rows), copies, cell)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
@@ -196,7 +212,9 @@ def _captions(feats: dict[str, Any], source_id: str, class_names: list[str]) -> 
     copy = feats["copy"][0]
     params = json.loads(feats["params"][0])
     if feats["mix_source_id"][0]:
-        method = next((p.get("method", "mix") for p in params if p.get("stage") == "mix"), "mix")
+        # the first entry that mixed, as mix_source_id/mix_lambda are (a CutMix box of no pixels has lambda 1)
+        method = next((p.get("method", "mix") for p in params
+                       if p.get("stage") == "mix" and float(p.get("lambda", 0.0)) < 1.0), "mix")
         line1 = soft_caption(feats["soft_label"], class_names)
         line2 = f"copy {copy}, {method} lambda {_weight(float(feats['mix_lambda'][0]))}"
     else:

@@ -3,6 +3,7 @@ records export writes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,36 @@ def test_preview_cells_are_the_exported_records(tmp_path: Path) -> None:
             assert np.array_equal(feats["soft_label"], ref["soft_label"])
             mixed += bool(feats["mix_source_id"][0])
     assert mixed > 0
+
+
+def test_a_mixing_pipelines_own_copies_are_the_preview_default(tmp_path: Path) -> None:
+    """Partners are drawn among the copies: with 4 cells for a 2-copy pipeline some partners were
+    copies the export never writes, so the cells were not its records."""
+    src = make_class_folder(tmp_path / "src", {"a": 4, "b": 3, "c": 3})
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(PIPELINE + "copies: 2\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--config", str(cfg), "--encoding", "png",
+                                    "--workers", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    exported = {(r["source_id"][0], r["copy"][0]): r["image"] for r in read_records(out)}
+    _, rows = preview_rows(str(src), str(cfg), n=10)
+    assert all([f["copy"][0] for f in row.records] == [0, 1, 2] for row in rows)
+    assert all(f["image"] == exported[(row.source_id.encode(), f["copy"][0])] for row in rows for f in row.records)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("copies: 2\nstages: [{cutout: {}}]\n")  # no mixing: each copy stands alone, 4 shown
+    assert [len(row.records) for row in preview_rows(str(src), str(plain), n=2)[1]] == [5, 5]
+
+
+def test_the_caption_names_the_first_entry_that_mixed() -> None:
+    """A CutMix box of no pixels (lambda 1) does not count: MixUp after it made the mix."""
+    from augexport.preview import _captions
+
+    params = [{"stage": "mix", "method": "cutmix", "lambda": 1.0, "partner_copy": 1, "partner_source_id": "b/1.png"},
+              {"stage": "mix", "method": "mixup", "lambda": 0.132, "partner_copy": 2}]
+    feats = {"copy": [1], "params": [json.dumps(params).encode()], "mix_source_id": [b"c/2.png"],
+             "mix_lambda": [np.float32(0.132)], "soft_label": np.array([0.132, 0.0, 0.868], np.float32), "label": [0]}
+    assert _captions(feats, "a/0.png", ["a", "b", "c"])[1] == "copy 1, mixup lambda .13"
 
 
 def test_soft_caption_top_classes() -> None:
