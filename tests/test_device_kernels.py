@@ -77,6 +77,26 @@ def test_device_wrap_and_fractional_fills_match_the_cpu_on_their_edge_cases(orde
         assert np.array_equal(dev, cpu), (mode, order)
 
 
+@pytest.mark.parametrize("fill_mode", ["reflect", "nearest"])
+def test_device_warp_past_a_short_coordinate_matches_the_cpu(fill_mode: str) -> None:
+    """OpenCV saturates the source coordinate to a short once, then reflects its neighbour + 1
+    (32768) unsaturated: a shift or zoom reaching past 32767 px was up to 221 levels off."""
+    import numpy as np
+
+    from augexport import device_ops
+    from augexport.stages.keras import apply_keras
+
+    ims = [np.random.default_rng(k).integers(0, 256, (9, 13, 3), dtype=np.uint8) for k in range(5)]
+    params = [{"tx": 32766.6}, {"tx": 35000.3, "ty": -39158.9}, {"ty": 32767.4}, {"tx": -40000.5},
+              {"zx": 860.0, "zy": 820.0, "theta": -46.0}]
+    for order in (0, 1):
+        dev = device_ops.to_host(device_ops.keras_warp(device_ops.to_device(ims), params, fill_mode=fill_mode,
+                                                       cval=0.0, order=order, fix_axes=False))
+        cpu = np.stack([apply_keras(im, p, fill_mode=fill_mode, cval=0.0, order=order)
+                        for im, p in zip(ims, params, strict=True)])
+        assert np.array_equal(dev, cpu), (fill_mode, order)
+
+
 @pytest.mark.parametrize("method", ["cutmix", "mixup"])
 def test_device_mix_matches_numpy(method: str) -> None:
     _check(measure_mix(method))

@@ -162,10 +162,14 @@ def _coords(a: dict[str, Tensor], n: int, h: int, w: int, fill_mode: str, neares
     return out
 
 
+def _short(i: Tensor) -> Tensor:
+    """OpenCV keeps the integer source coordinate in a short (saturated) before it looks it up."""
+    return ops.clip(i, -32768, 32767)
+
+
 def _border(i: Tensor, n: int, reflect: bool) -> Tensor:
-    """OpenCV keeps the integer coordinate in a short, then BORDER_REFLECT (mirror with the edge
-    repeated: period 2n) or BORDER_REPLICATE (clamp)."""
-    i = ops.clip(i, -32768, 32767)
+    """BORDER_REFLECT (mirror with the edge repeated: period 2n) or BORDER_REPLICATE (clamp) of a
+    coordinate already saturated (`_short`); the right neighbour, saturated + 1, may be 32768."""
     if not reflect:
         return ops.clip(i, 0, n - 1)
     q = ops.mod(i, 2 * n)
@@ -189,11 +193,12 @@ def _resample(batch: Tensor, a: dict[str, Tensor], fill_mode: str, order: int, n
         return ops.cast(ops.reshape(ops.take(flat, idx, axis=0), (n, h, w, c)), "int32")
 
     if order == 0:
-        p = gather(_border(Y, h, reflect), _border(X, w, reflect))
+        p = gather(_border(_short(Y), h, reflect), _border(_short(X), w, reflect))
         return p, (ops.cast(p, "float32") if need_float else None)
     ix, iy = ops.floor_divide(X, _TAB), ops.floor_divide(Y, _TAB)
     ax = ops.expand_dims(ops.subtract(X, ops.multiply(ix, _TAB)), 3)
     ay = ops.expand_dims(ops.subtract(Y, ops.multiply(iy, _TAB)), 3)
+    ix, iy = _short(ix), _short(iy)  # once: OpenCV adds 1 for the neighbour after saturating
     cols = [_border(ix, w, reflect), _border(add(ix, 1), w, reflect)]
     rows = [_border(iy, h, reflect), _border(add(iy, 1), h, reflect)]
     p = [gather(rows[i], cols[j]) for i in (0, 1) for j in (0, 1)]
