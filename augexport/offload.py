@@ -79,7 +79,9 @@ def offload(stage_lists: Sequence[Sequence[Stage]], mix: bool, image_size: tuple
     is_heavy = False
     for stages in stage_lists:
         suffix = stages[device_start(stages):]
-        names += [s.name for s in suffix if s.name not in names]
+        for stage in suffix:  # each kind once, also when one list repeats it
+            if stage.name not in names:
+                names.append(stage.name)
         is_heavy = is_heavy or any(heavy(s) for s in suffix)
     small = image_size is not None and image_size[0] * image_size[1] < AUTO_MIN_PIXELS
     return Offload(tuple(names), mix, is_heavy, small)

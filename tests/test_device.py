@@ -171,6 +171,7 @@ def test_device_suffix_rule() -> None:
     assert not offload([stages(colour)], False, (64, 64)).worth_it(2)  # small images: the CPU is cheaper
     assert not offload([stages({"tf_image": [{"random_brightness": {}}]})], True, None).worth_it(2)  # tables only
     assert not offload([stages({"cutout": {}})], True, (224, 224)).worth_it(2)  # mixing alone
+    assert offload([stages(keras1, keras1, colour, colour)], False, None).names() == ["keras", "tf_image"]  # once each
 
 
 def test_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
