@@ -61,7 +61,7 @@ _source_options = (
                       "decides from the maximum (uint8 is taken as it is)."),
 )
 _output_options = (
-    click.option("--workers", type=int, help="Worker processes (default: all cores; at most 4 per core, at least 32)."),
+    click.option("--workers", type=int, help="Worker processes (default: all cores; at most 4 per core, or 32 on smaller machines)."),
     click.option("--batch-size", type=int, default=16, show_default=True, help="Images per worker task."),
     click.option("--name", help="Dataset name (default: the source folder's or dataset's name)."),
     click.option("--format", "fmt", default="tfrecord", show_default=True, help="tfrecord|images|both."),
@@ -352,7 +352,7 @@ def preview(source: str, out_png: str, **kw: Any) -> None:
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--split", help="TFDS split expression (tfds: sources), e.g. 'train[:20%]'.")
 @click.option("--data-dir", help="TFDS data directory (tfds: sources).")
-@click.option("--workers", type=int, help="Export worker processes (default: all cores; at most 4 per core, at least 32).")
+@click.option("--workers", type=int, help="Export worker processes (default: all cores; at most 4 per core, or 32 on smaller machines).")
 @click.option("--overwrite", is_flag=True, help="Replace a previous compare run in OUT.")
 @click.option("--quiet", is_flag=True, help="No progress bars or step lines.")
 def compare(paths: tuple[str, ...], quiet: bool, **kw: Any) -> None:

@@ -173,7 +173,7 @@ class ExportOptions:
         self.workers = default_workers() if self.workers is None else self.workers
         if not 1 <= self.workers <= max_workers():
             raise UsageError(f"--workers {self.workers} is not accepted; accepted: 1 to {max_workers()} (4 per core "
-                             f"this process may use, at least 32)")
+                             f"this process may use, or 32 on smaller machines)")
         self.max_pixels = codec.DEFAULT_MAX_PIXELS if self.max_pixels is None else self.max_pixels
         if self.max_pixels < 1:
             raise UsageError(f"--max-pixels {self.max_pixels} is not accepted; accepted: an integer >= 1")
