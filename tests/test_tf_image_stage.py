@@ -199,7 +199,8 @@ def _cli(tmp_path: Path, stages: str, *args: str, size: tuple[int, int] = (24, 3
     return code, output, out
 
 
-@pytest.mark.parametrize(("size", "args"), [("[10, 10, 4]", ()), ("[10, 10, 1]", ()), ("[10, 10, 3]", ("--channels", "1"))])
+@pytest.mark.parametrize(("size", "args"), [("[10, 10, 4]", ()), ("[10, 10, 1]", ()), ("[10, 10, 3]", ("--channels", "1")),
+                                            ("[10, 10, 4], p: 0.01", ())])  # the dry run tries an op whatever its p
 def test_cli_rejects_a_crop_channel_mismatch_before_any_work(tmp_path: Path, size: str, args: tuple[str, ...]) -> None:
     code, output, out = _cli(tmp_path, f"[{{random_crop: {{size: {size}}}}}]", *args)
     assert code == 2 and output.startswith(f"Error: {tmp_path / 'p.yaml'}: stages[0].tf_image: "), output

@@ -543,7 +543,7 @@ class TfImage(Stage):
             if probe and op.name == "random_crop" and isinstance(o["size"], list):
                 size = o["size"]
                 o = {**o, "size": [min(size[0], shape[0]), min(size[1], shape[1]), *size[2:]]}
-            if o["p"] < 1.0 and not rng.random() < o["p"]:
+            if not probe and o["p"] < 1.0 and not rng.random() < o["p"]:  # the dry run tries every op
                 drawn.append({"op": op.name, "applied": False})
                 continue
             params = op.sample(o, rng, shape)
