@@ -60,6 +60,8 @@ def _float_arg(text: str, where: str, lo_open: float = 0.0) -> float:
     return float(text)
 
 
+# export's options that would make records other than the variants (ExportOptions' names)
+NOT_FOR_TTA = ("overrides", "copies", "include_original", "keras", "label_smoothing", "mix_method", "mix_alpha", "mix_p")
 MAX_VARIANTS = 10000  # the same bound as `copies`
 MAX_SHIFT_PX = 100_000
 
@@ -189,6 +191,12 @@ def export_tta(source: str, out: str | os.PathLike[str], *, variants: str | Iter
     the remaining keyword arguments are those of `api.export` (format, encoding, workers, ...)."""
     if "shuffle" in export_kw:
         raise UsageError("tta never shuffles: variants of one image are consecutive, in the order given")
+    given = sorted(k for k in NOT_FOR_TTA if export_kw.get(k) is not None)
+    if given:
+        raise UsageError(f"tta: {', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a TTA set: "
+                         "its records are the variants, each "
+                         "a test-time view of one image (no copies, stages or mixing of export's; random:N@FILE "
+                         "draws a pipeline's augmentation)")
     base = load_spec_file(config) if config else {}
     if config:  # the whole file, as export checks it: a misspelt key or stage is named, not ignored
         build_pipeline(base, source=str(config))

@@ -195,6 +195,16 @@ def test_a_shift_past_an_image_skips_it_as_an_oversized_crop_does(tmp_path):
     assert (res.written, res.skipped) == (1, 1)
 
 
+@pytest.mark.parametrize("kw", [{"mix_method": "cutmix", "mix_p": 1.0}, {"keras": {"rotation_range": 5}},
+                                {"copies": 5}, {"label_smoothing": 0.1}, {"overrides": {"copies": 2}}])
+def test_export_options_that_would_change_the_variants_are_refused(tmp_path, kw):
+    """api.tta took mix_method and CutMix'd the test-time views (the CLI has no such flags)."""
+    src = make_class_folder(tmp_path / "src", {"a": 2})
+    with pytest.raises(UsageError, match=f"tta: {sorted(kw)[0]}.* not apply to a TTA set"):
+        api.tta(str(src), tmp_path / "o", variants="identity,hflip", workers=1, **kw)
+    assert not (tmp_path / "o").exists()
+
+
 # -- merge -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tta_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
