@@ -88,8 +88,8 @@ def load_arrays(out: str | os.PathLike[str], split: str = "train") -> tuple[np.n
         if x is None:
             x = np.empty((n, *pixels.shape), np.uint8)
         elif pixels.shape != x.shape[1:]:
-            raise UsageError(f"record {count} of split {split!r} is {pixels.shape[1]}x{pixels.shape[0]}, record 0 "
-                             f"{x.shape[2]}x{x.shape[1]}: one array needs one size; {_one_size_hint(entry)}")
+            raise UsageError(f"record {count} of split {split!r} is {pixels.shape[0]}x{pixels.shape[1]} (HxW), record 0 "
+                             f"{x.shape[1]}x{x.shape[2]}: one array needs one size; {_one_size_hint(entry)}")
         x[count], soft[count], labels[count] = pixels, soft_label, label
         count += 1
     if count != n:

@@ -176,8 +176,10 @@ def test_load_arrays_says_why_sizes_differ(tmp_path: Path) -> None:
 
     src = make_class_folder(tmp_path / "src", {"a": 1, "b": 1}, size=(24, 32))
     api.export(str(src), tmp_path / "e", workers=1)  # the originals keep their sizes: (H, W) = (24, 32), (28, 38)
-    with pytest.raises(UsageError, match="one array needs one size; export with --image-size"):
+    with pytest.raises(UsageError, match="one array needs one size; export with --image-size") as err:
         augexport.load_arrays(tmp_path / "e")
+    assert "(HxW)" in str(err.value) and ("is 28x38 (HxW), record 0 24x32" in str(err.value)
+                                          or "is 24x32 (HxW), record 0 28x38" in str(err.value)), str(err.value)
     api.tta(str(src), tmp_path / "t", variants="identity,rot90", workers=1, image_size=(24, 32))
     with pytest.raises(UsageError, match="its TTA variants give different sizes"):
         augexport.load_arrays(tmp_path / "t", "test")
