@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import inspect as _inspect_module
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from typing import Any
 
 from .errors import UsageError
@@ -18,15 +20,34 @@ from .options import ExportOptions, parse_size
 from .pipeline import Pipeline, resolve_pipeline
 from .run import ExportResult, ExportRun
 from .sources.open import open_source
+from .spec import close_matches
 
 __all__ = ["ExportResult", "Pipeline", "UsageError", "compare", "dataset_name", "export", "export_arrays", "format_inspect",
            "format_ops", "inspect", "load_arrays", "open_source", "parse_size", "preview", "resolve_pipeline", "tta",
            "tta_merge"]
 
 
+def _known(function: str, given: Any, accepted: Iterable[str], refused_later: Iterable[str] = ()) -> None:
+    """An unknown keyword is a UsageError naming it (and what is close), not a TypeError from deep
+    inside; `refused_later` are known names the callee refuses with its own reason."""
+    names, later = sorted(set(accepted)), set(refused_later)
+    for key in given:
+        if key not in names and key not in later:
+            raise UsageError(f"{function}(): unknown keyword argument {key!r}{close_matches(key, names)}; "
+                             f"accepted: {', '.join(names)}")
+
+
+def _signature_names(fn: Any, *skip: str) -> list[str]:
+    return [n for n in _inspect_module.signature(fn).parameters if n not in skip and n not in ("kw", "options", "export_kw")]
+
+
+EXPORT_OPTIONS = tuple(f.name for f in fields(ExportOptions))
+
+
 def export(source: str, out: str | os.PathLike[str], **options: Any) -> ExportResult:
     """Augment SOURCE and write shards (and optionally image files) into OUT (see the README).
     `options` are the fields of `augexport.options.ExportOptions` (config, overrides, workers, ...)."""
+    _known("export", options, EXPORT_OPTIONS)
     return ExportRun(source, out, ExportOptions(**options)).execute()
 
 
@@ -36,6 +57,7 @@ def export_arrays(x: Any, y: Any, out: str | os.PathLike[str], **options: Any) -
     plus class_names and value_range (see `augexport.sources.arrays`)."""
     from .sources.arrays import MEMORY
 
+    _known("export_arrays", options, (n for n in EXPORT_OPTIONS if n != "arrays"))
     return ExportRun(MEMORY, out, ExportOptions(arrays=(x, y), **options)).execute()
 
 
@@ -49,8 +71,11 @@ def load_arrays(out: str | os.PathLike[str], split: str = "train") -> tuple[Any,
 
 def tta(source: str, out: str | os.PathLike[str], *, variants: str | Sequence[str], **kw: Any) -> ExportResult:
     """Write a deterministic TTA variant set (see `augexport.tta.export_tta`)."""
-    from .tta import export_tta  # TTA vocabulary only when asked for
+    from .tta import NOT_FOR_TTA, export_tta  # TTA vocabulary only when asked for
 
+    refused = ("shuffle", *NOT_FOR_TTA)
+    _known("tta", kw, [*_signature_names(export_tta, "source", "out", "variants"),
+                       *(n for n in EXPORT_OPTIONS if n not in refused)], refused)
     return export_tta(source, out, variants=variants, **kw)
 
 
@@ -58,6 +83,7 @@ def tta_merge(out: str | os.PathLike[str], split: str, predictions: Any, **kw: A
     """Merge per-variant predictions of a TTA split (see `augexport.tta_merge.merge`)."""
     from .tta_merge import merge
 
+    _known("tta_merge", kw, _signature_names(merge, "out", "split", "predictions"))
     return merge(out, split, predictions, **kw)
 
 
@@ -73,11 +99,14 @@ def compare(source: str | None, out: str | os.PathLike[str], **kw: Any) -> Any:
     source-disjoint split (see `augexport.compare.run_compare`); imports TensorFlow."""
     from .compare import run_compare
 
+    _known("compare", kw, _signature_names(run_compare, "source", "out"))
     return run_compare(source, out, **kw)
 
 
 def preview(source: str, out_png: str | os.PathLike[str], **kw: Any) -> Any:
     """Write a PNG contact sheet of what export would write (see `augexport.preview.make_preview`)."""
-    from .preview import make_preview  # PIL drawing only when asked for
+    from .preview import make_preview, preview_rows  # PIL drawing only when asked for
 
+    _known("preview", kw, {*_signature_names(make_preview, "source", "out_png"),
+                           *_signature_names(preview_rows, "source", "config", "n", "copies")})
     return make_preview(source, out_png, **kw)

@@ -88,3 +88,24 @@ def test_a_failed_run_removes_the_parent_folders_it_made_for_out(tmp_path: Path)
     assert res.exit_code == 2 and "no class sub-folders" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "there"]
     assert list((tmp_path / "there").iterdir()) == []  # p/q/ went with OUT; what was there stays
+
+
+@pytest.mark.parametrize("call, needle", [
+    ("export", "export(): unknown keyword argument 'workres'; did you mean workers"),
+    ("tta", "tta(): unknown keyword argument 'workres'; did you mean workers"),
+    ("preview", "preview(): unknown keyword argument 'copis'; did you mean copies"),
+    ("tta_merge", "tta_merge(): unknown keyword argument 'metod'; did you mean method"),
+])
+def test_a_misspelt_keyword_of_the_python_api_is_a_usage_error_naming_it(tmp_path: Path, call: str,
+                                                                          needle: str) -> None:
+    """It was a TypeError from ExportOptions or an internal function the caller never named."""
+    from augexport import api
+
+    src = str(make_class_folder(tmp_path / "src", {"a": 2}))
+    calls = {"export": lambda: api.export(src, tmp_path / "out", workres=1),
+             "tta": lambda: api.tta(src, tmp_path / "out", variants="hflip", workres=1),
+             "preview": lambda: api.preview(src, tmp_path / "g.png", copis=2),
+             "tta_merge": lambda: api.tta_merge(tmp_path / "out", "test", [[1.0]], metod="mean")}
+    with pytest.raises(api.UsageError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        calls[call]()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "g.png").exists()
