@@ -44,10 +44,20 @@ def _signature_names(fn: Any, *skip: str) -> list[str]:
 EXPORT_OPTIONS = tuple(f.name for f in fields(ExportOptions))
 
 
+def _paths(source: Any, out: Any) -> None:
+    """SOURCE and OUT are paths or URLs: an array or a number there failed later, blaming OUT."""
+    if not isinstance(source, (str, os.PathLike)):
+        hint = "; for numpy arrays call export_arrays(x, y, out)" if hasattr(source, "shape") else ""
+        raise UsageError(f"SOURCE must be a path or URL (str or os.PathLike), not {type(source).__name__}{hint}")
+    if not isinstance(out, (str, os.PathLike)):
+        raise UsageError(f"OUT must be a path or URL (str or os.PathLike), not {type(out).__name__}")
+
+
 def export(source: str, out: str | os.PathLike[str], **options: Any) -> ExportResult:
     """Augment SOURCE and write shards (and optionally image files) into OUT (see the README).
     `options` are the fields of `augexport.options.ExportOptions` (config, overrides, workers, ...)."""
     _known("export", options, EXPORT_OPTIONS)
+    _paths(source, out)
     return ExportRun(source, out, ExportOptions(**options)).execute()
 
 
@@ -73,6 +83,7 @@ def tta(source: str, out: str | os.PathLike[str], *, variants: str | Sequence[st
     """Write a deterministic TTA variant set (see `augexport.tta.export_tta`)."""
     from .tta import NOT_FOR_TTA, export_tta  # TTA vocabulary only when asked for
 
+    _paths(source, out)
     refused = ("shuffle", *NOT_FOR_TTA)
     _known("tta", kw, [*_signature_names(export_tta, "source", "out", "variants"),
                        *(n for n in EXPORT_OPTIONS if n not in refused)], refused)

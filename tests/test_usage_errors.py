@@ -109,3 +109,17 @@ def test_a_misspelt_keyword_of_the_python_api_is_a_usage_error_naming_it(tmp_pat
     with pytest.raises(api.UsageError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         calls[call]()
     assert not (tmp_path / "out").exists() and not (tmp_path / "g.png").exists()
+
+
+def test_an_array_or_a_number_where_a_path_goes_is_named(tmp_path: Path) -> None:
+    """An array as SOURCE failed as 'cannot write in OUT: File name too long' (exit 1), an int OUT
+    became the folder ./123."""
+    import numpy as np
+
+    from augexport import api
+
+    with pytest.raises(api.UsageError, match=r"SOURCE must be a path .* not ndarray; for numpy arrays call export_arrays"):
+        api.export(np.zeros((2, 8, 8, 3), np.uint8), tmp_path / "out")
+    with pytest.raises(api.UsageError, match="OUT must be a path or URL .* not int"):
+        api.export(str(make_class_folder(tmp_path / "src", {"a": 1})), 123)
+    assert not (tmp_path / "out").exists() and not Path("123").exists()
