@@ -116,8 +116,7 @@ def compare(source: str | None, out: str | os.PathLike[str], **kw: Any) -> Any:
 
 def preview(source: str, out_png: str | os.PathLike[str], **kw: Any) -> Any:
     """Write a PNG contact sheet of what export would write (see `augexport.preview.make_preview`)."""
-    from .preview import make_preview, preview_rows  # PIL drawing only when asked for
+    from .preview import ROW_OPTIONS, make_preview  # PIL drawing only when asked for
 
-    _known("preview", kw, {*_signature_names(make_preview, "source", "out_png"),
-                           *_signature_names(preview_rows, "source", "config", "n", "copies")})
+    _known("preview", kw, {*_signature_names(make_preview, "source", "out_png"), *ROW_OPTIONS})
     return make_preview(source, out_png, **kw)

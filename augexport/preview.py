@@ -9,6 +9,7 @@ final JPEG encoding is skipped (cells are lossless). Rows are the first n source
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -167,6 +168,10 @@ def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int
         records = [decode_example(next(read_tfrecords(io.BytesIO(r.framed)))) for r in result.records]
         rows.append(PreviewRow(unit.item.source_id, records, result.error))
     return listing.class_names, rows
+
+
+# preview_rows' keyword options, which make_preview passes on: what api.preview accepts beside its own
+ROW_OPTIONS = tuple(n for n, p in inspect.signature(preview_rows).parameters.items() if p.kind is p.KEYWORD_ONLY)
 
 
 def make_preview(source: str, out_png: str | os.PathLike[str], config: str | None = None, n: int = 8,
