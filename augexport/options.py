@@ -7,9 +7,10 @@ execution (workers, device, runner) and the pipeline flags that build or overrid
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,7 @@ class ExportOptions:
 
     def check(self, source: str) -> None:
         """Validate every flag (exit 2 naming it); resolves `workers` and `split`."""
+        self._check_types()
         check_choice("--format", self.fmt, FORMATS)
         check_choice("--encoding", self.encoding, codec.ENCODINGS)
         check_choice("--compression", self.compression, COMPRESSIONS)
@@ -162,6 +164,20 @@ class ExportOptions:
                                       or len(self.name) > MAX_NAME_CHARS):
             raise UsageError(f"--name {self.name[:120]!r} is not accepted; accepted: a dataset name (letters, digits, "
                              f"_; at most {MAX_NAME_CHARS}), not a path")
+
+    def _check_types(self) -> None:
+        """What the CLI's parser guarantees, checked for a Python caller: a string where an integer
+        goes failed as a TypeError deep inside."""
+        for name in ("workers", "batch_size", "quality", "num_shards", "channels", "max_pixels"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise UsageError(f"--{name.replace('_', '-')} {value!r} is not accepted; accepted: an integer")
+            setattr(self, name, int(value))  # numpy's integers too
+        if self.overrides is not None and not isinstance(self.overrides, Mapping):
+            raise UsageError(f"overrides {type(self.overrides).__name__} is not accepted; accepted: a mapping of "
+                             "pipeline keys (copies, stages, mix, ...)")
 
     def _check_counts(self) -> None:
         if self.num_shards is not None and self.num_shards < 1:

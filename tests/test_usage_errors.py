@@ -123,3 +123,19 @@ def test_an_array_or_a_number_where_a_path_goes_is_named(tmp_path: Path) -> None
     with pytest.raises(api.UsageError, match="OUT must be a path or URL .* not int"):
         api.export(str(make_class_folder(tmp_path / "src", {"a": 1})), 123)
     assert not (tmp_path / "out").exists() and not Path("123").exists()
+
+
+@pytest.mark.parametrize("kw, needle", [({"workers": "2"}, "--workers '2' is not accepted; accepted: an integer"),
+                                        ({"quality": 95.0}, "--quality 95.0 is not accepted"),
+                                        ({"overrides": [1, 2]}, "overrides list is not accepted; accepted: a mapping")])
+def test_python_callers_wrong_types_are_usage_errors(tmp_path: Path, kw: dict, needle: str) -> None:
+    """The CLI's parser guarantees these types; from Python they were TypeErrors deep inside."""
+    import numpy as np
+
+    from augexport import api
+
+    src = str(make_class_folder(tmp_path / "src", {"a": 2}))
+    with pytest.raises(api.UsageError, match=needle):
+        api.export(src, tmp_path / "out", **kw)
+    assert not (tmp_path / "out").exists()
+    assert api.export(src, tmp_path / "ok", workers=np.int64(1)).written == 2  # numpy's integers are integers
