@@ -64,6 +64,8 @@ def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
 def dataset_folder(spec: str, data_dir: str | None) -> str | None:
     """The local folder a `tfds:` SOURCE is read from (every version and config of NAME), found
     without TensorFlow, so an OUT inside it is refused before anything is written; None for URLs."""
+    from pathlib import Path
+
     root = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
     if is_url(root):
         return None
@@ -71,14 +73,7 @@ def dataset_folder(spec: str, data_dir: str | None) -> str | None:
         name = parse_spec(spec.split(":", 1)[1])[0]
     except UsageError:
         return None  # reported where the source is opened
-    info = os.path.join(root, "dataset_info.json")
-    try:
-        with open(info, encoding="utf-8") as f:
-            if json.load(f).get("name") == name:
-                return root  # an exported dataset given as --data-dir itself
-    except (OSError, ValueError, AttributeError):
-        pass
-    return os.path.join(root, name)
+    return str(_exported_dir(name, Path(root)) or Path(root) / name)
 
 
 def _first_line(exc: BaseException) -> str:
