@@ -59,6 +59,18 @@ def _export(source: Path, out: Path, *args: str) -> tuple[int, str]:
     return res.exit_code, res.output
 
 
+def assert_stage_config_error(tmp_path: Path, stage: str, words: str) -> None:
+    """`stages: [stage]` through the CLI: exit 2, the message is `FILE: stages[0].` + words, no
+    traceback or raw overflow, nothing written to OUT."""
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"stages:\n  - {stage}\n")
+    out = tmp_path / "out"
+    code, output = _export(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}), out, "--config", str(cfg))
+    assert code == 2 and output.startswith(f"Error: {cfg}: stages[0].{words}"), output
+    assert "Traceback" not in output and "Overflow" not in output
+    assert not out.exists() or not any(out.iterdir()), "something was written to OUT"
+
+
 @pytest.mark.parametrize("name,text,words", CASES, ids=[f"{i}-{c[1].splitlines()[0][:24]}" for i, c in enumerate(CASES)])
 def test_pipeline_file_error_exits_2_naming_the_key(tmp_path: Path, source: Path, name: str, text: str,
                                                    words: list[str]) -> None:

@@ -297,14 +297,9 @@ def test_config_errors_name_the_path(key: str, value: object, expected: str) -> 
 def test_absurd_ranges_are_config_errors_through_the_cli(tmp_path: Path, text: str, words: str) -> None:
     """Values whose draws overflowed (numpy's uniform(-r, r), integers past int64) crashed the dry run
     with a raw OverflowError; now the key and the accepted range are named, exit 2."""
-    from tests.conftest import make_class_folder
-    from tests.test_config_errors import _export
+    from tests.test_config_errors import assert_stage_config_error
 
-    cfg = tmp_path / "p.yaml"
-    cfg.write_text(f"stages:\n  - keras: {{{text}}}\n")
-    code, output = _export(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}), tmp_path / "out", "--config", str(cfg))
-    assert code == 2 and output.startswith(f"Error: {cfg}: stages[0].keras.{words}"), output
-    assert "Traceback" not in output and "Overflow" not in output
+    assert_stage_config_error(tmp_path, f"keras: {{{text}}}", f"keras.{words}")
 
 
 def test_range_bounds_are_accepted() -> None:

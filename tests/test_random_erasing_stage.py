@@ -199,13 +199,9 @@ def test_validation_names_the_path(spec: dict, path: str, words: str) -> None:
 ])
 def test_absurd_ratio_is_a_config_error_through_the_cli(tmp_path: Path, text: str, words: str) -> None:
     """Once a raw OverflowError of the dry run (area / ratio = inf); now the key and its range."""
-    from tests.test_config_errors import _export
+    from tests.test_config_errors import assert_stage_config_error
 
-    cfg = tmp_path / "p.yaml"
-    cfg.write_text(f"stages:\n  - random_erasing: {{p: 1.0, {text}}}\n")
-    code, output = _export(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}), tmp_path / "out", "--config", str(cfg))
-    assert code == 2 and output.startswith(f"Error: {cfg}: stages[0].random_erasing.{words}"), output
-    assert "Traceback" not in output and "OverflowError" not in output
+    assert_stage_config_error(tmp_path, f"random_erasing: {{p: 1.0, {text}}}", f"random_erasing.{words}")
 
 
 def test_exported_params_replay_the_pixels(tmp_path: Path) -> None:
