@@ -20,15 +20,11 @@ from .errors import ConfigError, UsageError
 from .options import ExportOptions
 from .pipeline import build_pipeline, load_spec_file, parse_image_size
 from .run import ExportResult, ExportRun
-from .stages.tta import CORNERS, DIHEDRAL, INVERSE, VariantError, crop_box
+from .stages.tta import CORNERS, DIHEDRAL, INVERSE, VariantError, crop_box, number_name
 
 VOCABULARY = ("identity", "hflip", "vflip", "rot90", "rot180", "rot270", "transpose", "transverse", "d4",
               "five_crop:S", "ten_crop:S", "scale:F", "shift:DY,DX", "brightness:F", "random:N[@pipeline.yaml]")
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
 
 
 def _entry(name: str, kind: str, params: dict[str, Any], inverse: str | None, exact: bool) -> dict[str, Any]:
@@ -107,6 +103,24 @@ def split_spec(spec: str | Iterable[str]) -> list[str]:
     return items
 
 
+def _size_tag(size: list[Any]) -> str:
+    unit, h, w = size
+    if unit == "frac":
+        return number_name(h)
+    return str(h) if h == w else f"{h}x{w}"
+
+
+def _name_crop_sizes(entries: list[dict[str, Any]]) -> None:
+    """Crops of more than one size (`five_crop:224,five_crop:192`) carry their size in their names
+    (`crop_tl_224`), so each is its own variant; crops of one size keep the short names."""
+    crops = [e for e in entries if e["kind"] == "crop"]
+    if len({_size_tag(e["params"]["size"]) for e in crops}) < 2:
+        return
+    for e in crops:
+        p = e["params"]
+        e["name"] = f"crop_{p['corner']}_{_size_tag(p['size'])}" + ("_hflip" if p["hflip"] else "")
+
+
 def parse_variants(spec: str | Iterable[str], config: str | None = None) -> list[dict[str, Any]]:
     """Parse a variant spec into the ordered list of variant entries; names must be unique.
 
@@ -131,14 +145,14 @@ def parse_variants(spec: str | Iterable[str], config: str | None = None) -> list
                     out.append(_entry(name, "crop", {"corner": corner, "size": size, "hflip": flip}, None, False))
         elif kind == "scale":
             f = _float_arg(arg, where)
-            out.append(_entry(f"scale_{_fmt(f)}", "scale", {"factor": f}, f"scale:{1 / f!r}", False))
+            out.append(_entry(f"scale_{number_name(f)}", "scale", {"factor": f}, f"scale:{1 / f!r}", False))
         elif kind == "shift":
             s = _shift_arg(arg, where)
             inv = f"shift:{-s[1]!r},{-s[2]!r}"
-            out.append(_entry(f"shift_{_fmt(s[1])}_{_fmt(s[2])}", "shift", {"offset": s}, inv, False))
+            out.append(_entry(f"shift_{number_name(s[1])}_{number_name(s[2])}", "shift", {"offset": s}, inv, False))
         elif kind == "brightness":
             f = _float_arg(arg, where)
-            out.append(_entry(f"brightness_{_fmt(f)}", "brightness", {"factor": f}, "identity", True))
+            out.append(_entry(f"brightness_{number_name(f)}", "brightness", {"factor": f}, "identity", True))
         elif kind == "random":
             m = re.fullmatch(r"(\d+)(?:@(.+))?", arg.strip())
             if not m or not 1 <= int(m.group(1)) <= MAX_VARIANTS:
@@ -152,12 +166,12 @@ def parse_variants(spec: str | Iterable[str], config: str | None = None) -> list
             raise UsageError(f"--variants: unknown variant {item!r}; accepted: {', '.join(VOCABULARY)}")
     if not out:
         raise UsageError(f"--variants: no variants given; accepted: {', '.join(VOCABULARY)}")
+    _name_crop_sizes(out)
     seen: set[str] = set()
     gave_d4 = any(item.partition(":")[0].strip().lower() == "d4" for item in split_spec(spec))
     for e in out:
         if e["name"] in seen:
-            hint = (" (d4 already holds identity and every flip and rotation)" if e["kind"] == "dihedral" and gave_d4
-                    else " (give one crop size)" if e["kind"] == "crop" else "")
+            hint = " (d4 already holds identity and every flip and rotation)" if e["kind"] == "dihedral" and gave_d4 else ""
             raise UsageError(f"--variants: variant {e['name']!r} is given twice{hint}; each variant may appear "
                              "once, or merging would weigh it twice")
         seen.add(e["name"])

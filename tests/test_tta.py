@@ -155,6 +155,22 @@ def test_variant_parsing_and_errors():
         parse_variants("shift:2")
 
 
+def test_variants_that_differ_get_different_names():
+    """Two distinct factors that `:g` would print alike, and crops of two sizes, are each their own
+    variant; the same crop or factor given twice is still refused."""
+    names = [v["name"] for v in parse_variants("scale:1.2,scale:1.2000001,shift:0.1,0.1000001")]
+    assert names == ["scale_1.2", "scale_1.2000001", "shift_0.1_0.1000001"]
+    crops = parse_variants("five_crop:24,ten_crop:32x28,five_crop:0.875")
+    names = [v["name"] for v in crops]
+    assert len(set(names)) == len(names) == 20
+    assert names[:2] == ["crop_tl_24", "crop_tr_24"] and "crop_c_32x28_hflip" in names and names[-1] == "crop_c_0.875"
+    assert [v["name"] for v in parse_variants("ten_crop:24")][5] == "crop_tl_hflip"  # one size: short names
+    with pytest.raises(UsageError, match="'crop_tl' is given twice"):
+        parse_variants("five_crop:24,five_crop:24x24")
+    with pytest.raises(UsageError, match="'scale_1.2' is given twice"):
+        parse_variants("scale:1.2,scale:1.20")
+
+
 def test_invert_undoes_dihedral():
     x = np.arange(2 * 5 * 7, dtype=np.float32).reshape(5, 7, 2)
     for v in parse_variants("d4,brightness:0.7"):

@@ -174,8 +174,11 @@ class TtaStage(Stage):
         return {"stage": "tta", "variant": name, "kind": self.kind, **params}
 
 
-def _fmt(x: float) -> str:
-    return f"{x:g}"
+def number_name(x: float) -> str:
+    """A number as a variant name shows it: `:g` (1.1, 0.5, 3), unless that rounds it, so two
+    different factors never share a name (1.2 and 1.2000001)."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
 
 
 @register
@@ -224,7 +227,7 @@ class TtaScale(TtaStage):
               _variant_param("scale_<factor>"))
 
     def variant_name(self) -> str:
-        return f"scale_{_fmt(self.config['factor'])}"
+        return f"scale_{number_name(self.config['factor'])}"
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
         return {"factor": self.config["factor"]}
@@ -242,7 +245,7 @@ class TtaShift(TtaStage):
 
     def variant_name(self) -> str:
         _, a, b = self.config["offset"]
-        return f"shift_{_fmt(a)}_{_fmt(b)}"
+        return f"shift_{number_name(a)}_{number_name(b)}"
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
         unit, a, b = self.config["offset"]
@@ -264,7 +267,7 @@ class TtaBrightness(TtaStage):
               _variant_param("brightness_<factor>"))
 
     def variant_name(self) -> str:
-        return f"brightness_{_fmt(self.config['factor'])}"
+        return f"brightness_{number_name(self.config['factor'])}"
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, Any]:
         return {"factor": self.config["factor"]}
