@@ -320,6 +320,7 @@ def inspect(out: str, verify: bool, as_json: bool) -> None:
 @click.option("--labels", type=click.Path(dir_okay=False), help="filename,label CSV for a flat SOURCE folder.")
 @click.option("--split", help="TFDS split expression (tfds: sources).")
 @click.option("--data-dir", help="TFDS data directory (tfds: sources).")
+@click.option("--channels", type=int, help="3 (RGB) or 1 (grey), as the export's; default 3, or an array source's own.")
 @click.option("--cell", type=int, default=160, show_default=True, help="Thumbnail size in pixels.")
 def preview(source: str, out_png: str, **kw: Any) -> None:
     """Write a PNG contact sheet: per source image, the original then its augmented copies, captioned."""

@@ -25,9 +25,10 @@ from .classes import check_class_names
 from .engine import plan_export
 from .errors import UsageError
 from .outdir import write_file_atomic
-from .pipeline import Pipeline, resolve_with_flags
+from .pipeline import Pipeline, dry_run, resolve_with_flags
 from .plan import CopyPlan
 from .records import decode_example, read_tfrecords
+from .sources.arrays import array_channels, is_array_source
 from .sources.open import check_tfds_flags, open_source
 from .targets import check_output_file, check_outside_source
 from .worker import Job, Renderer, Unit
@@ -143,11 +144,12 @@ def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int
                  seed: int | None = None,
                  image_size: str | None = None, labels: str | None = None, split: str | None = None,
                  data_dir: str | None = None, shuffle: bool = True, interpolation: str | None = None,
-                 crop_to_aspect_ratio: bool | None = None,
-                 pad_to_aspect_ratio: bool | None = None) -> tuple[list[str], list[PreviewRow]]:
+                 crop_to_aspect_ratio: bool | None = None, pad_to_aspect_ratio: bool | None = None,
+                 channels: int | None = None) -> tuple[list[str], list[PreviewRow]]:
     """The records export (with `--encoding png --copies N`) writes for the first n sources: (class names, rows)."""
     if n < 1:
         raise UsageError(f"-n {n} is not accepted; accepted: an integer >= 1")
+    channels = _channels(source, channels)
     copies = preview_copies(config, copies)
     if not 1 <= copies <= 64:
         raise UsageError(f"--copies {copies} is not accepted; accepted: 1..64 for a preview")
@@ -160,7 +162,8 @@ def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int
     if not listing.items:
         raise UsageError(f"{source} has no readable images to preview")
     check_class_names(pipeline.classes, listing.class_names, pipeline.source)  # as export checks them
-    renderer = Renderer(Job(pipeline.to_spec(), len(listing.class_names), encoding="png",
+    dry_run(pipeline, channels)  # a stage that cannot work on these channels is exit 2, as export's is
+    renderer = Renderer(Job(pipeline.to_spec(), len(listing.class_names), channels, encoding="png",
                             class_names=tuple(listing.class_names)))
     rows = []
     for unit in _preview_units(listing.items, listing.class_names, pipeline, n, copies, shuffle):
@@ -168,6 +171,15 @@ def preview_rows(source: str, config: str | None = None, n: int = 8, copies: int
         records = [decode_example(next(read_tfrecords(io.BytesIO(r.framed)))) for r in result.records]
         rows.append(PreviewRow(unit.item.source_id, records, result.error))
     return listing.class_names, rows
+
+
+def _channels(source: str, channels: int | None) -> int:
+    """--channels as export resolves it: 3, or an array source's own by default; 1 or 3."""
+    if channels is None:
+        return array_channels(source) if is_array_source(source) else 3
+    if isinstance(channels, bool) or channels not in (1, 3):
+        raise UsageError(f"--channels {channels} is not accepted; accepted: 1, 3")
+    return channels
 
 
 # preview_rows' keyword options, which make_preview passes on: what api.preview accepts beside its own
@@ -178,7 +190,7 @@ def make_preview(source: str, out_png: str | os.PathLike[str], config: str | Non
                  copies: int | None = None,
                  *, cell: int = CELL, **options: Any) -> PreviewResult:
     """Render the contact sheet of the first `n` sources with `copies` augmented copies each.
-    `options`: seed, image_size, labels, split, data_dir, shuffle (as for `preview_rows`)."""
+    `options`: seed, image_size, labels, split, data_dir, shuffle, channels (as for `preview_rows`)."""
     if not 32 <= cell <= 1024:
         raise UsageError(f"--cell {cell} is not accepted; accepted: 32..1024")
     out_png = Path(out_png)

@@ -128,3 +128,30 @@ def test_preview_errors_exit_2(tmp_path: Path) -> None:
         res = runner.invoke(main, ["preview", str(src), flag, value, "-o", str(tmp_path / "g.png")])
         assert res.exit_code == 2 and f"{flag} {value!r} applies to tfds: sources only" in res.output, res.output
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_a_grey_export_previews_grey(tmp_path: Path) -> None:
+    """--channels 1: the cells are the grey export's records, and a stage that needs colour is exit 2
+    before any rendering, as export's dry run makes it."""
+    src = make_class_folder(tmp_path / "src", {"a": 3, "b": 2})
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("seed: 5\nstages:\n  - keras: {rotation_range: 20, horizontal_flip: true}\n  - cutout: {size: 0.3}\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["export", str(src), str(out), "--config", str(cfg), "--copies", "2",
+                                    "--encoding", "png", "--channels", "1", "--workers", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    exported = {(r["source_id"][0], r["copy"][0]): r["image"] for r in read_records(out)}
+    _, rows = preview_rows(str(src), str(cfg), n=5, copies=2, channels=1)
+    assert all(f["image"] == exported[(row.source_id.encode(), f["copy"][0])] for row in rows for f in row.records)
+    _, rgb = preview_rows(str(src), str(cfg), n=1, copies=1)
+    assert rgb[0].records[0]["image"] != rows[0].records[0]["image"]
+    res = CliRunner().invoke(main, ["preview", str(src), "--config", str(cfg), "--channels", "1", "-n", "2",
+                                    "--copies", "1", "-o", str(tmp_path / "g.png")])
+    assert res.exit_code == 0, res.output
+    colour = tmp_path / "colour.yaml"
+    colour.write_text("stages:\n  - grayscale: {output_channels: 3}\n")
+    for flags, needle in ((["--config", str(colour), "--channels", "1"], "must keep the export's channel count"),
+                          (["--channels", "2"], "--channels 2 is not accepted; accepted: 1, 3")):
+        res = CliRunner().invoke(main, ["preview", str(src), *flags, "-o", str(tmp_path / "h.png")])
+        assert res.exit_code == 2 and needle in res.output, res.output
+    assert not (tmp_path / "h.png").exists()
