@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -169,7 +171,23 @@ class _Progress:
             self.bar.close()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _Main(click.Group):
+    """Every command: a path the operating system refuses to look at because of its name (too long,
+    a loop of symbolic links) is the user's mistake, exit 2 naming it, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno not in (errno.ENAMETOOLONG, errno.ELOOP) or exc.filename is None:
+                raise
+            from .targets import os_reason
+
+            click.echo(f"Error: {exc.filename}: {os_reason(Path(os.fsdecode(exc.filename)), exc)}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="augexport")
 def main() -> None:
     """Offline image-dataset augmentation and export to TFDS-loadable TFRecord shards."""

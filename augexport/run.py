@@ -146,13 +146,13 @@ class ExportRun:
         try:
             with self.outdir.lock():
                 return self._locked()
-        except OSError as exc:  # OUT stopped being writable (a full disk, a vanished mount) outside the writers
-            raise ExportFailed(f"cannot write in {self.out}: {exc.strerror or exc}; nothing was finalized") from None
-        except BaseException:
+        except BaseException as exc:
             if created is not None and not [e for e in self.outdir.entries() if not is_spool(e)]:
-                self.outdir.remove_root()
+                self.outdir.remove_root()  # an OUT this run made, still empty: the filesystem as it was
                 if not self.outdir.remote:
                     remove_made_parents(Path(self.outdir.location), created)
+            if isinstance(exc, OSError):  # OUT stopped being writable (a full disk, a vanished mount)
+                raise ExportFailed(f"cannot write in {self.out}: {exc.strerror or exc}; nothing was finalized") from None
             raise
         finally:
             if self.listing is not None:

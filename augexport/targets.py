@@ -26,10 +26,11 @@ def _lstat(path: Path, what: str) -> os.stat_result | None:
     except FileNotFoundError:
         return None
     except OSError as exc:  # ENAMETOOLONG, ENOTDIR (a parent is a file), ELOOP, EACCES
-        raise UsageError(f"{what} {path}: {_why(path, exc)}") from None
+        raise UsageError(f"{what} {path}: {os_reason(path, exc)}") from None
 
 
-def _why(path: Path, exc: OSError) -> str:
+def os_reason(path: Path, exc: OSError) -> str:
+    """Why `path` could not be looked at, in words (a parent that is a file, a name too long)."""
     if exc.errno == errno.ENOTDIR:
         parent = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
         if parent is not None:
@@ -70,7 +71,7 @@ def make_out_dir(out: Path) -> Path | None:
     try:
         out.mkdir(parents=True)
     except OSError as exc:
-        raise UsageError(f"OUT {out} cannot be created: {_why(out, exc)}") from None
+        raise UsageError(f"OUT {out} cannot be created: {os_reason(out, exc)}") from None
     return existing / out.absolute().relative_to(existing).parts[0]
 
 

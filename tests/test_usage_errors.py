@@ -139,3 +139,44 @@ def test_python_callers_wrong_types_are_usage_errors(tmp_path: Path, kw: dict, n
         api.export(src, tmp_path / "out", **kw)
     assert not (tmp_path / "out").exists()
     assert api.export(src, tmp_path / "ok", workers=np.int64(1)).written == 2  # numpy's integers are integers
+
+
+def test_a_path_whose_name_is_too_long_is_exit_2_naming_it(tmp_path: Path) -> None:
+    """A SOURCE, --labels or --data-dir with a name past 255 bytes was a traceback (preview, inspect,
+    compare, tfds) or 'cannot write in OUT' (export, exit 1, leaving an empty OUT behind)."""
+    src = make_class_folder(tmp_path / "src", {"a": 1, "b": 1})
+    long = str(tmp_path / ("x" * 300))
+    runner = CliRunner()
+    cases = [(["export", long, str(tmp_path / "out")], f"SOURCE {long}"),
+             (["export", str(src / "a" / ("y" * 300)), str(tmp_path / "out")], "SOURCE "),
+             (["export", str(src), str(tmp_path / "out"), "--labels", long + ".csv"], f"--labels {long}.csv"),
+             (["preview", long, "-o", str(tmp_path / "g.png")], f"SOURCE {long}"),
+             (["inspect", long], long),
+             (["export", "tfds:mnist", str(tmp_path / "out"), "--data-dir", long], long)]
+    for args, needle in cases:
+        res = runner.invoke(main, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert needle in res.output and "the name is too long for the file system" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_an_os_error_inside_the_run_leaves_no_out_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'cannot write in OUT; nothing was finalized' (exit 1) also removes the OUT folder this run created."""
+    import errno
+
+    from augexport import api
+    from augexport.errors import ExportFailed
+    from augexport.run import ExportRun
+
+    def full_disk(self: ExportRun) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ExportRun, "_locked", full_disk)
+    src = make_class_folder(tmp_path / "src", {"a": 1})
+    with pytest.raises(ExportFailed, match="No space left on device; nothing was finalized"):
+        api.export(str(src), tmp_path / "new" / "out", workers=1)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ExportFailed):
+        api.export(str(src), tmp_path / "kept", workers=1)
+    assert (tmp_path / "kept").is_dir()  # an OUT that was there stays

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..fs import is_url, local_path, read_bytes
+from ..targets import os_reason
 from . import SourceItem, SourceListing
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -203,10 +204,18 @@ def list_labelled_folder(root: Path, labels_csv: str, name: str) -> SourceListin
     return SourceListing("folder+labels", str(root), name, class_names, items, fp, problems)
 
 
+def _exists(path: Path, what: str) -> bool:
+    """Path.exists, with a name too long or a parent that is a file named as the user's mistake."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {os_reason(path, exc)}") from None
+
+
 def list_folder(source: str | os.PathLike[str], labels: str | os.PathLike[str] | None = None, name: str | None = None) -> SourceListing:
     """List a folder source; raises UsageError for a missing, empty or unusable SOURCE."""
     root = Path(local_path(str(source)))
-    if not root.exists():
+    if not _exists(root, "SOURCE"):
         raise UsageError(f"SOURCE {root} does not exist")
     if not root.is_dir():
         hint = {".npz": f"; for an array file use npz:{root}", ".npy": f"; for arrays use npy:{root},LABELS.npy"}
@@ -218,7 +227,8 @@ def list_folder(source: str | os.PathLike[str], labels: str | os.PathLike[str] |
     name = name or root.resolve().name
     if labels is not None:
         labels = str(labels)
-        if not is_url(labels) and not Path(local_path(labels)).is_file():
+        if not is_url(labels) and not (_exists(Path(local_path(labels)), "--labels")
+                                       and Path(local_path(labels)).is_file()):
             raise UsageError(f"--labels {labels} does not exist or is not a file")
         return list_labelled_folder(root, labels, name)
     return list_class_folders(root, name)
