@@ -9,6 +9,7 @@ Every image is decoded with the output's channel count; all must have one size (
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -16,17 +17,18 @@ from typing import Any
 import numpy as np
 
 from . import codec
-from .errors import UsageError, VerifyFailed
+from .errors import DecodeError, UsageError, VerifyFailed
 from .outdir import OutDir
 from .reader import load_split, split_examples
 from .sinks.images import read_labels_rows
 
 
-def _records(outdir: OutDir, entry: dict[str, Any], split: str) -> Iterator[tuple[bytes, np.ndarray, int]]:
-    """(encoded image, soft label, label) of every record in record order."""
+def _records(outdir: OutDir, entry: dict[str, Any], split: str,
+             classes: int) -> Iterator[tuple[bytes, np.ndarray, int, str]]:
+    """(encoded image, soft label, label, where it is) of every record in record order."""
     if entry["shards"]:
         for ex in split_examples(outdir, entry):
-            yield ex["image"][0], ex["soft_label"], int(ex["label"][0])
+            yield ex["image"][0], ex["soft_label"], int(ex["label"][0]), "record of " + ex["source_id"][0].decode("utf-8", "surrogateescape")
         return
     images = entry.get("images")
     if not images:
@@ -40,7 +42,12 @@ def _records(outdir: OutDir, entry: dict[str, Any], split: str) -> Iterator[tupl
             return
         except ValueError as exc:  # a damaged labels.csv: the output is not what its manifest describes
             raise VerifyFailed(f"{outdir}: {exc}") from None
-        yield outdir.read_bytes(f"{folder}/{row.file}"), row.soft_label, row.label
+        path = f"{folder}/{row.file}"
+        data = outdir.read_bytes(path)
+        if not 0 <= row.label < classes or hashlib.sha256(data).hexdigest() != row.sha256:
+            raise VerifyFailed(f"{outdir}: {path} is not the file its labels.csv row describes (label "
+                               f"{row.label} of {classes} classes, sha256); `augexport inspect --verify` checks them all")
+        yield data, row.soft_label, row.label, path
 
 
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -81,10 +88,13 @@ def load_arrays(out: str | os.PathLike[str], split: str = "train") -> tuple[np.n
     labels = np.empty(n, np.int64)
     x: np.ndarray | None = None
     count = 0
-    for image, soft_label, label in _records(outdir, entry, split):
+    for image, soft_label, label, where in _records(outdir, entry, split, classes):
         if count >= n:
             raise UsageError(f"split {split!r} has more records than its manifest's {n}")
-        pixels = _pixels(image, channels)
+        try:
+            pixels = _pixels(image, channels)
+        except DecodeError as exc:
+            raise VerifyFailed(f"{outdir}: split {split!r}, {where}: {exc}") from None
         if x is None:
             x = np.empty((n, *pixels.shape), np.uint8)
         elif pixels.shape != x.shape[1:]:

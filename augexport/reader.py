@@ -10,7 +10,7 @@ import gzip
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from .errors import UsageError
+from .errors import UsageError, VerifyFailed
 from .manifest import read_manifest
 from .naming import MANIFEST
 from .outdir import OutDir
@@ -39,7 +39,13 @@ def shard_records(outdir: OutDir, file: str, compression: str, verify: bool = Tr
 
 
 def split_examples(outdir: OutDir, entry: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every record of a split (its manifest entry), decoded, in record order."""
+    """Every record of a split (its manifest entry), decoded, in record order; a damaged or missing
+    shard is VerifyFailed naming it."""
     for shard in entry["shards"]:
-        for data in shard_records(outdir, shard["file"], entry.get("compression", "none")):
-            yield decode_example(data)
+        try:
+            for data in shard_records(outdir, shard["file"], entry.get("compression", "none")):
+                yield decode_example(data)
+        except (ValueError, EOFError, OSError) as exc:  # a checksum, a cut record, a shard gone
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise VerifyFailed(f"{outdir}: shard {shard['file']} cannot be read: {why}; `augexport inspect "
+                               "--verify` checks every shard") from None
