@@ -42,6 +42,8 @@ def _signature_names(fn: Any, *skip: str) -> list[str]:
 
 
 EXPORT_OPTIONS = tuple(f.name for f in fields(ExportOptions))
+# the options of a file or tfds: SOURCE, which in-memory arrays refuse with their own reason
+NOT_FOR_MEMORY = ("x_key", "y_key", "labels", "data_dir", "image_key", "label_key")
 
 
 def _paths(source: Any, out: Any) -> None:
@@ -49,6 +51,10 @@ def _paths(source: Any, out: Any) -> None:
     if not isinstance(source, (str, os.PathLike)):
         hint = "; for numpy arrays call export_arrays(x, y, out)" if hasattr(source, "shape") else ""
         raise UsageError(f"SOURCE must be a path or URL (str or os.PathLike), not {type(source).__name__}{hint}")
+    _out_path(out)
+
+
+def _out_path(out: Any) -> None:
     if not isinstance(out, (str, os.PathLike)):
         raise UsageError(f"OUT must be a path or URL (str or os.PathLike), not {type(out).__name__}")
 
@@ -67,7 +73,7 @@ def export_arrays(x: Any, y: Any, out: str | os.PathLike[str], **options: Any) -
     plus class_names and value_range (see `augexport.sources.arrays`)."""
     from .sources.arrays import MEMORY
 
-    _known("export_arrays", options, (n for n in EXPORT_OPTIONS if n != "arrays"))
+    _known("export_arrays", options, (n for n in EXPORT_OPTIONS if n not in ("arrays", *NOT_FOR_MEMORY)), NOT_FOR_MEMORY)
     return ExportRun(MEMORY, out, ExportOptions(arrays=(x, y), **options)).execute()
 
 
@@ -76,6 +82,7 @@ def load_arrays(out: str | os.PathLike[str], split: str = "train") -> tuple[Any,
     labels int64 N); see `augexport.array_reader.load_arrays`."""
     from .array_reader import load_arrays as _load
 
+    _out_path(out)
     return _load(out, split)
 
 

@@ -162,6 +162,17 @@ def safe_class_dir(class_name: str) -> str:
     return f"{name}_" if name == LABELS_FILE else name  # the labels file sits beside the class folders
 
 
+def class_dir_clash(class_names: Iterable[str]) -> tuple[str, str] | None:
+    """Two class names whose image folders would be one (`a b` and `a_b`: both `a_b/`), or None."""
+    seen: dict[str, str] = {}
+    for name in class_names:
+        folder = safe_class_dir(name)
+        if folder in seen:
+            return seen[folder], name
+        seen[folder] = name
+    return None
+
+
 MAX_STEM_BYTES = 200  # file names are limited to 255 bytes; leaves room for `__c<copy>.<ext>` and a hash
 
 

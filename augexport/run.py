@@ -29,7 +29,16 @@ from .errors import ExportFailed, Interrupted, UsageError, WorkerDied
 from .featurewise import featurewise_stats, needs_featurewise_stats
 from .fs import is_url, local_path, open_fs
 from .manifest import FORMAT_VERSION, read_manifest, write_manifest
-from .naming import MANIFEST, SplitNames, colliding_ids, dataset_name, image_file, is_spool
+from .naming import (
+    MANIFEST,
+    SplitNames,
+    class_dir_clash,
+    colliding_ids,
+    dataset_name,
+    image_file,
+    is_spool,
+    safe_class_dir,
+)
 from .objstore import open_outdir
 from .offload import Offload, offload
 from .options import ExportOptions, is_tfds
@@ -55,7 +64,7 @@ from .sinks.images import ImageFolderWriter, ImageLayout, whole_kept_files
 from .sinks.tfds_meta import write_metadata
 from .sinks.tfrecord import ShardInfo, ShardWriter, rename_final
 from .sources import SourceListing
-from .sources.arrays import is_array_source
+from .sources.arrays import MEMORY, is_array_source
 from .sources.open import open_source
 from .sources.tfds import dataset_folder
 from .targets import make_out_dir, remove_made_parents
@@ -197,6 +206,9 @@ class ExportRun:
         self.listing = open_source(self.source, labels=opts.labels, name=opts.name, split=opts.split,
                                    data_dir=opts.data_dir, image_key=opts.image_key, label_key=opts.label_key,
                                    spool_dir=self.outdir.location, arrays=opts.array_options())
+        if opts.keeps_images:
+            _check_image_folders(self.listing.class_names, opts.fmt)
+        _check_array_rows(self.listing, self.source, opts.max_pixels)
         self.names = SplitNames(dataset_name(opts.name or self.listing.name), opts.base_split(self.source))
         self.plan: CopyPlan = self._plan(self.listing)
         for stale in self.outdir.entries():
@@ -519,6 +531,26 @@ def _inside(path: str, folder: str) -> bool:
     """`path` is `folder` or below it, symbolic links resolved."""
     p, f = Path(path).resolve(), Path(folder).resolve()
     return p == f or f in p.parents
+
+
+def _check_image_folders(class_names: list[str], fmt: str) -> None:
+    """Each class has its own folder of image files."""
+    clash = class_dir_clash(class_names)
+    if clash is not None:
+        raise UsageError(f"--format {fmt}: classes {clash[0]!r} and {clash[1]!r} would share the image folder "
+                         f"{safe_class_dir(clash[0])!r} (names are made safe for file systems); rename one")
+
+
+def _check_array_rows(listing: SourceListing, source: str, max_pixels: int | None) -> None:
+    """An array's rows, all of one size, obey --max-pixels as decoded files do: every row's memory
+    is a decoded image's."""
+    pixels = getattr(listing.items, "pixels", None)
+    if pixels is None or max_pixels is None:
+        return
+    h, w = pixels.shape[:2]
+    if h * w > max_pixels:
+        raise UsageError(f"{'x' if source == MEMORY else f'SOURCE {source}'}: its rows are {h}x{w} (HxW) = {h * w} pixels, above --max-pixels "
+                         f"{max_pixels}; raise --max-pixels to export them")
 
 
 def _check_beam(opts: ExportOptions) -> None:

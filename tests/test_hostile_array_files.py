@@ -146,3 +146,107 @@ def test_a_damaged_labels_csv_fails_load_arrays_as_a_verify_error(tmp_path: Path
     labels.write_text(labels.read_text().replace("file,label", "name,label", 1))
     with pytest.raises(VerifyFailed, match="not an augexport labels file"):
         augexport.load_arrays(tmp_path / "out", "train")
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def test_an_npz_member_cut_short_is_refused_not_filled_from_the_next_member(tmp_path: Path) -> None:
+    """A stored member whose header promises more rows than it holds: the missing rows were read
+    from the zip entries after it (a `PK\\x03\\x04` header as pixels), exit 0."""
+    import zipfile
+
+    x, y = _xy()
+    with zipfile.ZipFile(tmp_path / "cut.npz", "w") as z:  # stored, as np.savez writes
+        z.writestr("x.npy", _npy_bytes(x)[:-3 * 80])
+        z.writestr("y.npy", _npy_bytes(y))
+        z.writestr("pad.npy", _npy_bytes(np.arange(1000)))
+    res = _export(f"npz:{tmp_path / 'cut.npz'}", str(tmp_path / "out"))
+    assert res.exit_code == 2 and "[x] is truncated" in res.output and "the zip member holds 240" in res.output, res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_zips_and_empty_label_files_are_usage_errors(tmp_path: Path) -> None:
+    """An encrypted member (RuntimeError), Deflate64 (NotImplementedError) and an empty labels .npy
+    (EOFError, shown by click as a bare 'Aborted!') were exit 1."""
+    import zipfile
+
+    x, y = _xy()
+    np.savez(tmp_path / "ok.npz", x=x, y=y)
+    raw = bytearray((tmp_path / "ok.npz").read_bytes())
+    for name, patch in (("enc.npz", "flag"), ("d64.npz", "method")):
+        data = bytearray(raw)
+        with zipfile.ZipFile(tmp_path / "ok.npz") as z:
+            infos = z.infolist()
+        central = data.rfind(b"PK\x01\x02", 0)  # patch every local and central header alike
+        for sig, flag_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+            at = data.find(sig)
+            while at != -1:
+                if patch == "flag":
+                    data[at + flag_at] |= 1
+                else:
+                    data[at + method_at:at + method_at + 2] = (9).to_bytes(2, "little")
+                at = data.find(sig, at + 4)
+        assert infos and central > 0
+        (tmp_path / name).write_bytes(bytes(data))
+        res = _export(f"npz:{tmp_path / name}", str(tmp_path / f"out-{name}"))
+        assert res.exit_code == 2 and f"npz:{tmp_path / name}" in res.output, (name, res.output)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "empty.npy").write_bytes(b"")
+    res = _export(f"npy:{tmp_path / 'x.npy'},{tmp_path / 'empty.npy'}", str(tmp_path / "out"))
+    assert res.exit_code == 2 and "labels" in res.output and "not a readable .npy array" in res.output, res.output
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("out")]
+
+
+def test_class_names_that_would_break_the_output_are_refused(tmp_path: Path) -> None:
+    """A set (its order changes between runs), a line break (label.labels.txt holds a name per
+    line), two names that make one image folder, and ragged labels."""
+    x, y = _xy()
+    out = tmp_path / "out"
+    for names, needle in (({"a", "b", "c"}, "class_names set is not accepted"),
+                          (5, "class_names int is not accepted"),
+                          (["a\nb", "c", "d"], "has a line break")):
+        with pytest.raises(UsageError, match=needle):
+            augexport.export_arrays(x, y, out, class_names=names)
+    with pytest.raises(UsageError, match="classes 'a b' and 'a_b' would share the image folder 'a_b'"):
+        augexport.export_arrays(x, y, out, class_names=["a b", "a_b", "c"], fmt="both")
+    augexport.export_arrays(x, y, tmp_path / "shards", class_names=["a b", "a_b", "c"])  # no image folders: fine
+    with pytest.raises(UsageError, match="y is not accepted"):
+        augexport.export_arrays(x, [[0], [1, 2], [0], [1], [2], [0]], out)
+    assert not out.exists()
+
+
+def test_max_pixels_holds_for_array_rows(tmp_path: Path) -> None:
+    x, y = _xy()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    res = _export(f"npy:{tmp_path / 'x.npy'},{tmp_path / 'y.npy'}", str(tmp_path / "out"), "--max-pixels", "79")
+    assert res.exit_code == 2 and "rows are 8x10 (HxW) = 80 pixels, above --max-pixels 79" in res.output, res.output
+    assert not (tmp_path / "out").exists()
+    res = _export(f"npy:{tmp_path / 'x.npy'},{tmp_path / 'y.npy'}", str(tmp_path / "out"), "--max-pixels", "80")
+    assert res.exit_code == 0, res.output
+
+
+def test_load_arrays_names_the_damaged_shard_or_file(tmp_path: Path) -> None:
+    x, y = _xy()
+    augexport.export_arrays(x, y, tmp_path / "out", workers=1)
+    shard = next((tmp_path / "out").glob("*.tfrecord-*"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(VerifyFailed, match=f"shard {shard.name} cannot be read: .*inspect --verify"):
+        augexport.load_arrays(tmp_path / "out")
+    augexport.export_arrays(x, y, tmp_path / "img", workers=1, fmt="images", encoding="png")
+    a, b = sorted((tmp_path / "img").glob("images/train/*/*.png"))[:2]
+    a_bytes, b_bytes = a.read_bytes(), b.read_bytes()
+    a.write_bytes(b_bytes)
+    b.write_bytes(a_bytes)  # swapped: every file decodes, the pixels would be another row's
+    with pytest.raises(VerifyFailed, match="is not the file its labels.csv row describes"):
+        augexport.load_arrays(tmp_path / "img")
+    with pytest.raises(UsageError, match="OUT must be a path"):
+        augexport.load_arrays(5)  # type: ignore[arg-type]

@@ -53,7 +53,9 @@ CHUNK_BYTES = 16 << 20  # the most of X any scan or copy holds at once
 # Every record carries one float per class (soft_label) and the manifest one name per class, so a
 # stray huge label would make both enormous: refuse more classes than any public data set has.
 MAX_CLASSES = 100_000
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+# what zipfile and np.load raise for a damaged or unusual zip: encrypted members are RuntimeError,
+# an unsupported compression method (Deflate64) NotImplementedError
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError)
 
 
 def is_array_source(source: object) -> bool:
@@ -81,6 +83,7 @@ class Stored:
     offset: int
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
+    end: int | None = None  # where the data must end (an npz member's last byte); None: the file's end
 
 
 # -- reading .npy headers ----------------------------------------------------------------------
@@ -147,13 +150,14 @@ def _locate_npz(path: str, key: str, spool: Any) -> Stored:
                 shape, fortran, dtype = _read_header(f, what)
                 data = f.tell()
             if not fortran:
-                return Stored(path, data, shape, dtype)
+                return Stored(path, data, shape, dtype, end=start + info.file_size)
             raise UsageError(f"{what} is stored in Fortran order; save it C-ordered (np.ascontiguousarray)")
         target = os.path.join(spool(), "npz-member.npy")  # never the member's name: it may hold '/' or '..'
         try:
             with zf.open(info) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst, CHUNK_BYTES)
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a full OUT stays an OSError (exit 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
+            # (a full OUT stays an OSError: exit 1)
             raise UsageError(f"{what}: the compressed member cannot be read (corrupt file?): {exc}") from None
     shape, fortran, dtype, data = _npy_header(target, what)
     if fortran:
@@ -268,6 +272,9 @@ def class_names_for(given: Sequence[str] | str | None, stored: Any, labels: np.n
     """--class-names (a list or `a,b,c`), else the npz's `class_names` array, else "0".."C-1"."""
     if isinstance(given, str):
         given = [n.strip() for n in given.split(",")]
+    elif given is not None and not isinstance(given, (list, tuple, np.ndarray)):  # a set's order is not fixed
+        raise UsageError(f"class_names {type(given).__name__} is not accepted; accepted: a list or tuple of names, "
+                         "or 'a,b,c' text")
     flag = "--class-names" if given is not None else "the npz's class_names array"
     names = [_name(n) for n in given] if given is not None else (
         [_name(n) for n in np.asarray(stored).reshape(-1).tolist()] if stored is not None else None)
@@ -278,6 +285,9 @@ def class_names_for(given: Sequence[str] | str | None, stored: Any, labels: np.n
         raise UsageError(f"{flag} has {len(names)} names; accepted: at most {MAX_CLASSES:,} classes")
     if len(set(names)) != len(names) or any(not n for n in names):
         raise UsageError(f"{flag} {names[:10]}: names must be unique and not empty")
+    broken = next((n for n in names if "\n" in n or "\r" in n), None)
+    if broken is not None:  # label.labels.txt, which TFDS reads, holds one name per line
+        raise UsageError(f"{flag}: the class name {broken!r} has a line break; accepted: names on one line")
     if len(names) < top or (classes is not None and len(names) != classes):
         want = classes if classes is not None else f"at least {top}"
         raise UsageError(f"{flag} has {len(names)} names; the labels need {want}")
@@ -361,7 +371,7 @@ def _open_npy_source(spec: str, opts: ArrayOptions, spool: Any) -> tuple[Stored,
         stored = _spill(np.load(xpath, mmap_mode="r", allow_pickle=False), spool)[0]
     try:
         y = np.load(ypath, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:  # an empty file is EOFError
         raise UsageError(f"SOURCE npy:{spec}: labels {ypath} are not a readable .npy array: {exc}") from None
     return stored, y, None, _file_stamp(xpath, ypath), f"npy:{os.path.abspath(xpath)},{os.path.abspath(ypath)}"
 
@@ -372,9 +382,12 @@ def _open_memory_source(opts: ArrayOptions, spool: Any) -> tuple[Stored, Any, An
         raise UsageError(f"x must be a numpy array, got {type(x).__name__}")
     _layout(Stored("", 0, tuple(x.shape), x.dtype), "x")  # before copying anything
     stored, digest = _spill(x, spool)
-    y = np.asarray(opts.y) if opts.y is not None else None
-    if y is None:
+    if opts.y is None:
         raise UsageError("y (the labels) is required")
+    try:
+        y = np.asarray(opts.y)
+    except ValueError as exc:  # ragged lists
+        raise UsageError(f"y is not accepted ({exc}); accepted: integer class indices or one-hot rows") from None
     return stored, y, None, digest, f"memory: x {x.dtype} {tuple(x.shape)}, y {y.dtype} {tuple(y.shape)}"
 
 
@@ -398,16 +411,16 @@ def _listing(source: str, opts: ArrayOptions, name: str | None, spool: Any, made
     if source.startswith("npz:"):
         stored, y, names, stamp, location = _open_npz_source(source[4:], opts, spool)
         default_name = os.path.splitext(os.path.basename(source[4:]))[0]
-        y_what = f"npz:{source[4:]} [{opts.y_key}]"
+        what, y_what = (f"npz:{source[4:]} [{key}]" for key in (opts.x_key, opts.y_key))
     elif source.startswith("npy:"):
         stored, y, names, stamp, location = _open_npy_source(source[4:], opts, spool)
         default_name = os.path.splitext(os.path.basename(source[4:].split(",")[0]))[0]
-        ypath = _npy_paths(source[4:], opts.labels)[1]
+        xpath, ypath = _npy_paths(source[4:], opts.labels)
+        what = f"pixels {xpath}"
         y_what = f"--labels {ypath}" if "," not in source[4:] else f"labels {ypath}"
     else:
         stored, y, names, stamp, location = _open_memory_source(opts, spool)
-        default_name, y_what = "arrays", "y"
-    what = location.split(" ")[0] if not location.startswith("memory") else "x"
+        default_name, what, y_what = "arrays", "x", "y"
     layout = _layout(stored, what)
     _check_length(stored, what)
     pixels = RawPixels(layout, stored.dtype.str, _scale(stored, opts.value_range, what))
@@ -427,10 +440,14 @@ def _listing(source: str, opts: ArrayOptions, name: str | None, spool: Any, made
 
 
 def _check_length(stored: Stored, what: str) -> None:
+    """The data the header promises is there: in the file, or inside its npz member (whose bytes are
+    followed by the next member's, which must never be read as pixels)."""
     need = stored.offset + int(np.prod(stored.shape)) * stored.dtype.itemsize
-    if os.path.getsize(stored.path) < need:
-        raise UsageError(f"{what} is truncated: its header promises {need} bytes, the file has "
-                         f"{os.path.getsize(stored.path)}")
+    have = os.path.getsize(stored.path) if stored.end is None else min(stored.end, os.path.getsize(stored.path))
+    if have < need:
+        where = "the file" if stored.end is None else "the zip member"
+        raise UsageError(f"{what} is truncated: its header promises {need - stored.offset} bytes of pixels, "
+                         f"{where} holds {max(0, have - stored.offset)}")
 
 
 def array_channels(source: str, options: ArrayOptions | None = None) -> int:
