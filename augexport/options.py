@@ -203,7 +203,8 @@ class ExportOptions:
                 kind = "an npy: source has one array per file" if str(source).startswith("npy:") else \
                     "in-memory arrays are given as x and y"
                 raise UsageError(f"{', '.join(keys)} apply to npz: sources only; {kind}")
-            if self.labels and str(source).startswith("npy:") and "," in str(source):
+            if self.labels and str(source).startswith("npy:") and "," in str(source) \
+                    and not os.path.isfile(str(source)[4:]):  # a comma of X's own path is no labels file
                 raise UsageError(f"--labels and SOURCE {source} both name the labels; accepted: npy:X.npy,Y.npy "
                                  "or npy:X.npy --labels Y.npy")
             return

@@ -250,3 +250,21 @@ def test_load_arrays_names_the_damaged_shard_or_file(tmp_path: Path) -> None:
         augexport.load_arrays(tmp_path / "img")
     with pytest.raises(UsageError, match="OUT must be a path"):
         augexport.load_arrays(5)  # type: ignore[arg-type]
+
+
+def test_a_masked_array_is_refused_and_a_comma_in_xs_path_works_with_labels(tmp_path: Path) -> None:
+    """np.ma's mask was dropped silently (the values under it exported); `npy:d,ir/x.npy --labels
+    y.npy` was refused as naming the labels twice."""
+    x, y = _xy()
+    with pytest.raises(UsageError, match="x is a masked array"):
+        augexport.export_arrays(np.ma.masked_less(x, 10), y, tmp_path / "out")
+    with pytest.raises(UsageError, match="y is a masked array"):
+        augexport.export_arrays(x, np.ma.masked_equal(y, 1), tmp_path / "out")
+    (tmp_path / "d,ir").mkdir()
+    np.save(tmp_path / "d,ir" / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    res = _export(f"npy:{tmp_path / 'd,ir' / 'x.npy'}", str(tmp_path / "out"), "--labels", str(tmp_path / "y.npy"),
+                  "--encoding", "png", "--no-shuffle")
+    assert res.exit_code == 0, res.output
+    got, _, labels = augexport.load_arrays(tmp_path / "out")
+    assert np.array_equal(got[..., 0], x) and np.array_equal(labels, y) and manifest(tmp_path / "out")["name"] == "x"

@@ -350,8 +350,8 @@ def _missing(what: str, path: str) -> str:
 def _npy_paths(spec: str, labels: str | None) -> tuple[str, str]:
     """(X path, Y path) of `npy:X.npy,Y.npy` or `npy:X.npy` with `--labels Y.npy`; both must be files."""
     parts = spec.split(",")
-    if len(parts) == 1 and labels:
-        parts.append(labels)
+    if labels and (len(parts) == 1 or os.path.isfile(spec)):  # with --labels, X's own path may hold a comma
+        parts = [spec, labels]
     if len(parts) != 2 or not all(parts):
         raise UsageError(f"SOURCE npy:{spec}: accepted: npy:X.npy,Y.npy (pixels, labels) or npy:X.npy --labels Y.npy")
     for p in parts:
@@ -380,6 +380,10 @@ def _open_memory_source(opts: ArrayOptions, spool: Any) -> tuple[Stored, Any, An
     x = opts.x
     if not isinstance(x, np.ndarray):
         raise UsageError(f"x must be a numpy array, got {type(x).__name__}")
+    for name, value in (("x", x), ("y", opts.y)):
+        if isinstance(value, np.ma.MaskedArray):  # its mask would be dropped, the values under it exported
+            raise UsageError(f"{name} is a masked array; accepted: a plain array (e.g. {name}.filled(0), or drop "
+                             "the masked rows)")
     _layout(Stored("", 0, tuple(x.shape), x.dtype), "x")  # before copying anything
     stored, digest = _spill(x, spool)
     if opts.y is None:
@@ -414,10 +418,10 @@ def _listing(source: str, opts: ArrayOptions, name: str | None, spool: Any, made
         what, y_what = (f"npz:{source[4:]} [{key}]" for key in (opts.x_key, opts.y_key))
     elif source.startswith("npy:"):
         stored, y, names, stamp, location = _open_npy_source(source[4:], opts, spool)
-        default_name = os.path.splitext(os.path.basename(source[4:].split(",")[0]))[0]
         xpath, ypath = _npy_paths(source[4:], opts.labels)
+        default_name = os.path.splitext(os.path.basename(xpath))[0]
         what = f"pixels {xpath}"
-        y_what = f"--labels {ypath}" if "," not in source[4:] else f"labels {ypath}"
+        y_what = f"--labels {ypath}" if opts.labels else f"labels {ypath}"
     else:
         stored, y, names, stamp, location = _open_memory_source(opts, spool)
         default_name, what, y_what = "arrays", "x", "y"
