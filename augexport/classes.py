@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 from .registry import Stage, build_stages
 from .spec import choice, close_matches, number
 
@@ -97,6 +97,29 @@ def check_classes(classes: Mapping[str, ClassOverride], class_names: Sequence[st
             raise ConfigError(f"classes.{name}.target_count", f"{target} needs more than {MAX_COPIES} augmented "
                               f"copies of each of the {n} images of class {name!r}; accepted: <= "
                               f"{floor + n * MAX_COPIES}", source=source)
+
+
+def check_label_names(class_names: Sequence[str], where: str) -> None:
+    """Class names TFDS can hold as given: its label.labels.txt keeps one UTF-8 name per line, and
+    its ClassLabel strips each name's outer spaces and drops blank ones, so a blank name, two names
+    equal once stripped, a line break or bytes that are not UTF-8 would shift or merge labels."""
+    seen: dict[str, str] = {}
+    for name in class_names:
+        if any(ch in name for ch in "\n\r\x00"):
+            raise UsageError(f"{where}: the class name {name!r} has a line break; accepted: names on one line")
+        if not name.strip():
+            raise UsageError(f"{where}: the class name {name!r} is blank; TFDS would drop it and shift "
+                             "every later label")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{where}: the class name {name!r} is not valid UTF-8 (a folder name in "
+                             "another encoding?); accepted: UTF-8 names") from None
+        key = name.strip()
+        if key in seen:
+            raise UsageError(f"{where}: the class names {seen[key]!r} and {name!r} are one name to TFDS, "
+                             "which strips outer spaces; rename one")
+        seen[key] = name
 
 
 def check_class_names(classes: Mapping[str, ClassOverride], class_names: Sequence[str],

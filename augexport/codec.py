@@ -11,7 +11,7 @@ import io
 import re
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -178,6 +178,17 @@ def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("L"))[:, :, None]
 
 
+def _open_pil(image_module: Any, data: bytes) -> Any:
+    """Image.open without PIL's own bomb check, which refuses twice its MAX_IMAGE_PIXELS (~179 Mpx)
+    whatever --max-pixels says: opening reads only the header, and --max-pixels is checked next."""
+    previous = image_module.MAX_IMAGE_PIXELS
+    image_module.MAX_IMAGE_PIXELS = None
+    try:
+        return image_module.open(io.BytesIO(data))
+    finally:
+        image_module.MAX_IMAGE_PIXELS = previous
+
+
 def decode_pil(data: bytes, *, channels: int = 3, size: tuple[int, int] | None = None,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The general path: any format, EXIF orientation, every mode; JPEGs DCT-downscaled with `draft`.
@@ -187,10 +198,11 @@ def decode_pil(data: bytes, *, channels: int = 3, size: tuple[int, int] | None =
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
+            img = _open_pil(Image, data)
             w, h = img.size
             if w * h > max_pixels:
-                raise DecodeError(f"image of {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (decompression bomb?)")
+                raise DecodeError(f"image of {h}x{w} (HxW) = {w * h} pixels exceeds the limit of {max_pixels} "
+                                  "(--max-pixels; a decompression bomb?)")
             if w < 1 or h < 1:
                 raise DecodeError(f"image has no pixels ({w}x{h})")
             if size is not None and img.format == "JPEG" and img.mode in ("RGB", "L"):
@@ -218,6 +230,9 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if out.ndim == 2:
         out = out[:, :, None]
     return out
+
+
+JPEG_MAX_SIDE = 65500  # libjpeg's limit on either side
 
 
 def encode(image: np.ndarray, encoding: str = "jpeg", quality: int = 95) -> bytes:

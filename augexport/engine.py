@@ -275,6 +275,24 @@ def _opencv_serial() -> Iterator[None]:
         cv2.setNumThreads(previous)
 
 
+def _unguarded_script_hint(ctx: Any) -> str:
+    """A spawned worker imports the caller's main script again: one that calls augexport at its top
+    level, with no `if __name__ == "__main__":` guard, kills every worker as it starts."""
+    main = sys.modules.get("__main__")
+    if ctx.get_start_method() != "spawn" or not getattr(main, "__file__", None):
+        return ""
+    return (f", or {os.path.basename(main.__file__)} calls augexport at its top level: spawned workers import it "  # type: ignore[union-attr]
+            'again, so put the call under `if __name__ == "__main__":`')
+
+
+def in_spawned_bootstrap() -> bool:
+    """Whether this process is a spawned worker still importing its parent's main script (what
+    multiprocessing itself checks before refusing to start processes there)."""
+    import multiprocessing
+
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
 def worker_start_method() -> str:
     """"fork" where forking this process is safe, else "spawn".
 
@@ -336,8 +354,9 @@ def _pool_loop(ctx: Any, tasks: Iterator[tuple[list[Block], list[Unit]]], collec
             yield from absorb([], [], True)
         except cf.process.BrokenProcessPool:
             _stop(pool)
-            raise WorkerDied("a worker process died (out of memory, or killed by a signal); finished shards were "
-                             "kept: rerun the same command with --resume") from None
+            raise WorkerDied("a worker process died (out of memory, or killed by a signal"
+                             f"{_unguarded_script_hint(ctx)}); finished shards were kept: rerun the same command "
+                             "with --resume") from None
         except BaseException:
             _stop(pool)
             raise

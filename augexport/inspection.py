@@ -131,6 +131,8 @@ def inspect(out: str | os.PathLike[str], verify: bool = False) -> dict[str, Any]
     against the manifest and re-reads every record (raises VerifyFailed listing every mismatch)."""
     outdir = open_outdir(out)
     outdir.prepare()
+    if not outdir.remote and os.path.exists(outdir.location) and not os.path.isdir(outdir.location):
+        raise UsageError(f"{out} is not a folder; accepted: an augexport output folder (OUT)")
     manifest = read_manifest(outdir)
     if manifest is None:
         if any(is_journal(name) for name in outdir.entries()):

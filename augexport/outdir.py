@@ -120,10 +120,12 @@ class OutDir:
     # -- reading -----------------------------------------------------------------------------
     def open_read(self, name: str) -> BinaryIO:
         """Open a regular file for reading without following a link at its name."""
-        fd = os.open(self.path(name), os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+        # O_NONBLOCK: opening a FIFO planted in OUT would otherwise wait for a writer forever
+        fd = os.open(self.path(name), os.O_RDONLY | _NOFOLLOW | _CLOEXEC | os.O_NONBLOCK)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise UnsafePath(errno.EINVAL, f"{name} is not a regular file")
+        os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
 
     def read_bytes(self, name: str, limit: int = 64 << 20) -> bytes:

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, codec
-from .classes import check_classes
+from .classes import check_classes, check_label_names
 from .device import DevicePath, block_finisher, describe
 from .device import resolve as resolve_device
-from .engine import Emitted, blocks_after, plan_export, run
+from .engine import Emitted, blocks_after, in_spawned_bootstrap, plan_export, run
 from .errors import ExportFailed, Interrupted, UsageError, WorkerDied
 from .featurewise import featurewise_stats, needs_featurewise_stats
 from .fs import is_url, local_path, open_fs
@@ -67,7 +67,7 @@ from .sources import SourceListing
 from .sources.arrays import MEMORY, is_array_source
 from .sources.open import open_source
 from .sources.tfds import dataset_folder
-from .targets import make_out_dir, remove_made_parents
+from .targets import make_out_dir, remove_made_parents, resolved
 from .worker import Job
 
 
@@ -141,6 +141,9 @@ class ExportRun:
 
     # -- prepare ------------------------------------------------------------------------------
     def execute(self) -> ExportResult:
+        if in_spawned_bootstrap():
+            raise UsageError('augexport was called while a worker process imported the main script: put the '
+                             'call under `if __name__ == "__main__":` (spawned workers import the script again)')
         opts = self.options
         opts.check(self.source)
         if opts.runner == "beam":
@@ -206,6 +209,7 @@ class ExportRun:
         self.listing = open_source(self.source, labels=opts.labels, name=opts.name, split=opts.split,
                                    data_dir=opts.data_dir, image_key=opts.image_key, label_key=opts.label_key,
                                    spool_dir=self.outdir.location, arrays=opts.array_options())
+        check_label_names(self.listing.class_names, "class_names" if self.source == MEMORY else f"SOURCE {self.source}")
         if opts.keeps_images:
             _check_image_folders(self.listing.class_names, opts.fmt)
         _check_array_rows(self.listing, self.source, opts.max_pixels)
@@ -529,7 +533,7 @@ def _make_dir(outdir: OutDir) -> Path | None:
 
 def _inside(path: str, folder: str) -> bool:
     """`path` is `folder` or below it, symbolic links resolved."""
-    p, f = Path(path).resolve(), Path(folder).resolve()
+    p, f = resolved(path, "OUT"), resolved(folder, "SOURCE")
     return p == f or f in p.parents
 
 

@@ -40,6 +40,17 @@ def os_reason(path: Path, exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def resolved(path: str | os.PathLike[str], what: str) -> Path:
+    """`Path.resolve()`, with a loop of symbolic links (RuntimeError on Python 3.11) or a name the
+    system refuses a UsageError naming `what` and the path."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:
+        raise UsageError(f"{what} {path}: a loop of symbolic links") from None
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: {os_reason(Path(path), exc)}") from None
+
+
 def probe_writable(folder: Path, what: str) -> None:
     """Create and remove a probe file in `folder`; UsageError when that is refused."""
     probe = folder / temp_name(f"augexport-probe-{os.getpid()}")
@@ -104,7 +115,7 @@ def check_outside_source(path: Path, source: str, flag: str) -> None:
     """A file the user names is not inside a local SOURCE folder (SOURCE is read-only)."""
     if not os.path.isdir(source):  # tfds:, npz:, npy:, URLs: nothing local to protect
         return
-    src, dst = Path(source).resolve(), path.resolve()
+    src, dst = resolved(source, "SOURCE"), resolved(path, flag)
     if src in dst.parents:
         raise UsageError(f"{flag} {path} is inside SOURCE {source}; SOURCE is read-only: choose another file")
 

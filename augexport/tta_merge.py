@@ -5,7 +5,6 @@ predictions line up with them, and merges each image's K rows.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from dataclasses import dataclass, field
@@ -18,7 +17,8 @@ from .errors import UsageError
 from .objstore import open_outdir
 from .outdir import write_file_atomic
 from .reader import load_split, split_examples
-from .targets import check_output_file
+from .sinks.label_rows import RowWriter
+from .targets import check_output_file, resolved
 
 METHODS = ("mean", "vote", "geomean")
 _EPS = 1e-12
@@ -156,10 +156,10 @@ def _check_output(output: Path, out: Path, predictions: object) -> None:
     """-o is a new file: not the predictions it merges, not inside OUT (whose files augexport names
     and `inspect --verify` checks)."""
     check_output_file(output, "-o")
-    dest = output.resolve()
-    if isinstance(predictions, (str, os.PathLike)) and Path(predictions).resolve() == dest:
+    dest = resolved(output, "-o")
+    if isinstance(predictions, (str, os.PathLike)) and resolved(predictions, "--predictions") == dest:
         raise UsageError(f"-o {output} is the --predictions file; give another file name")
-    if out.resolve() in dest.parents:
+    if resolved(out, "OUT") in dest.parents:
         raise UsageError(f"-o {output} is inside OUT {out}, whose files are augexport's; give a file outside it")
 
 
@@ -215,7 +215,7 @@ def _write(result: MergeResult, path: Path) -> None:
         return
     cols = result.class_names
     text = io.StringIO()
-    w = csv.writer(text, lineterminator="\n")
+    w = RowWriter(text)  # a source id holding "\r" is quoted
     w.writerow(["source_id", "label", "predicted", *cols])
     for sid, label, pred, row in zip(result.source_ids, result.labels, result.predicted, result.merged, strict=True):
         w.writerow([sid, int(label), int(pred), *(f"{x:.6g}" for x in row)])

@@ -238,8 +238,14 @@ class Renderer:
         (no stage) and JPEG-encoded: that copy stores the stream (jpeg_stream.py)."""
         item = unit.item
         if self.job.encoding != "jpeg" or all(self.plan.stages(item.label, c) for c in unit.copies):
-            return self.decode(item), None
-        return item.decode_keeping(self.decoder, self.job.quality, self.job.max_file_bytes)
+            pixels, kept = self.decode(item), None
+        else:
+            pixels, kept = item.decode_keeping(self.decoder, self.job.quality, self.job.max_file_bytes)
+        if self.job.encoding == "jpeg" and max(pixels.shape[:2]) > codec.JPEG_MAX_SIDE:
+            h, w = pixels.shape[:2]
+            raise DecodeError(f"{h}x{w} pixels (HxW): JPEG holds at most {codec.JPEG_MAX_SIDE} pixels a side; "
+                              "export with --encoding png, or --image-size")
+        return pixels, kept
 
     def _record(self, item: SourceItem, copy: int, done: Rendered, steps: list[MixStep],
                 kept: bytes | None = None) -> RecordOut:

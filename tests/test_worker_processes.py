@@ -286,3 +286,21 @@ def test_workers_that_cannot_start_are_named_as_such_not_as_a_write_error(tmp_pa
     errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "write error" not in errors[0], res.stderr
     assert "worker process" in errors[0] and "--resume" in errors[0], res.stderr
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> None:
+    """Spawned workers import the caller's script again; an unguarded top-level export in it killed
+    every worker, reported as 'out of memory, or killed by a signal'."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import threading, time\n"
+        "import numpy as np\n"
+        "import augexport\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # another thread: workers spawn\n"
+        "x = np.zeros((8, 6, 6), np.uint8)\n"
+        f"augexport.export_arrays(x, np.arange(8) % 2, {str(tmp_path / 'out')!r}, workers=2, batch_size=1)\n")
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=240,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode != 0
+    assert 'unguarded.py calls augexport at its top level' in res.stderr, res.stderr[-2000:]
+    assert "augexport was called while a worker process imported the main script" in res.stderr  # the worker's own

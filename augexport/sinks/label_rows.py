@@ -16,7 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from ..errors import UsageError
 from ..naming import LABELS_FILE, RESUMED_LABELS_FILE, TEMP_LABELS_FILE, is_labels_part, labels_part
@@ -31,9 +32,26 @@ def _rows_of(text: str, header: list[str] | None) -> Iterator[list[str]]:
     yield from reader
 
 
+class RowWriter:
+    """csv.writer with "\n" line ends that also quotes a field holding a carriage return: the csv
+    module quotes only the characters of its line terminator, so a file name with a bare "\r"
+    ended its row for every reader. Such rows are written fully quoted; others byte-identical."""
+
+    def __init__(self, f: Any) -> None:
+        self.plain = csv.writer(f, lineterminator="\n")
+        self.quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerow(self, row: list[str]) -> None:
+        (self.quoted if any("\r" in str(v) for v in row) else self.plain).writerow(row)
+
+    def writerows(self, rows: Iterable[list[str]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
 def _row_text(rows: list[list[str]]) -> str:
     buf = io.StringIO(newline="")
-    csv.writer(buf, lineterminator="\n").writerows(rows)
+    RowWriter(buf).writerows(rows)
     return buf.getvalue()
 
 
@@ -58,7 +76,7 @@ class FileRows:
         outdir.makedirs(folder)
         name = f"{folder}/{RESUMED_LABELS_FILE if kept else TEMP_LABELS_FILE}"
         self.f = io.TextIOWrapper(outdir.open_new(name), encoding="utf-8", errors="surrogateescape", newline="")
-        self.writer = csv.writer(self.f, lineterminator="\n")
+        self.writer = RowWriter(self.f)
         self.writer.writerows([header, *kept])
         self.kept = len(kept)
         if kept:
@@ -119,7 +137,7 @@ class ObjectRows:
         outdir.unlink(f"{folder}/{LABELS_FILE}")  # last: until here it is what a kill leaves to read
         self.kept, self.next_part = len(kept), 0
         self.buf = io.StringIO(newline="")
-        self.writer = csv.writer(self.buf, lineterminator="\n")
+        self.writer = RowWriter(self.buf)
 
     def _parts(self) -> list[str]:
         return _parts(self.outdir, self.folder)
@@ -150,7 +168,7 @@ class ObjectRows:
             self.outdir.put(f"{self.folder}/{labels_part(self.next_part)}", text.encode("utf-8", "surrogateescape"))
             self.next_part += 1
             self.buf = io.StringIO(newline="")
-            self.writer = csv.writer(self.buf, lineterminator="\n")
+            self.writer = RowWriter(self.buf)
 
     def finish(self) -> str:
         """labels.csv streamed from the header, the base and the parts; then those go."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..fs import is_url, local_path, read_bytes
-from ..targets import os_reason
+from ..targets import os_reason, resolved
 from . import SourceItem, SourceListing
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -75,11 +75,11 @@ def _class_folders(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     `image_dataset_from_directory` follows it); inside one, links to folders are not followed, and
     a link back to SOURCE or a folder holding it is ignored (it would list SOURCE again)."""
     classes, ignored = [], []
-    here = root.resolve()
+    here = resolved(root, "SOURCE")
     for d in root.iterdir():
-        if d.name.startswith(".") or not d.is_dir():
+        if d.name.startswith(".") or not d.is_dir():  # a loop of links is no folder: is_dir() is False
             continue
-        if d.is_symlink() and here.is_relative_to(d.resolve()):
+        if d.is_symlink() and here.is_relative_to(resolved(d, "SOURCE class folder")):
             ignored.append((f"{d.name}/", "a link to SOURCE or a folder holding it"))
             continue
         classes.append(d.name)
@@ -178,16 +178,25 @@ def label_index(rows: list[tuple[str, str]]) -> tuple[list[str], dict[str, int]]
     return labels, {lab: i for i, lab in enumerate(labels)}
 
 
+def _resolved_or_none(path: Path) -> Path | None:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return None
+
+
 def list_labelled_folder(root: Path, labels_csv: str, name: str) -> SourceListing:
     rows, raw = read_labels(labels_csv)
     class_names, index = label_index(rows)
     items, entries, problems = [], [], []
-    root_resolved = root.resolve()
+    root_resolved = resolved(root, "SOURCE")
     seen: set[str] = set()
     for filename, label in sorted(rows):
         rel = Path(filename)
-        full = (root / rel).resolve() if not rel.is_absolute() else rel.resolve()
+        full = _resolved_or_none(root / rel)
         sid = rel.as_posix()
+        if full is None:  # a loop of links: the engine reports the file as unreadable
+            full = root_resolved / rel
         if rel.is_absolute() or ".." in rel.parts or not str(full).startswith(str(root_resolved) + os.sep):
             problems.append((sid, f"--labels row {filename!r} points outside SOURCE {root}"))
             continue
@@ -224,7 +233,7 @@ def list_folder(source: str | os.PathLike[str], labels: str | os.PathLike[str] |
         os.listdir(root)
     except PermissionError:
         raise UsageError(f"SOURCE {root} cannot be read (permission denied)") from None
-    name = name or root.resolve().name
+    name = name or resolved(root, "SOURCE").name
     if labels is not None:
         labels = str(labels)
         if not is_url(labels) and not (_exists(Path(local_path(labels)), "--labels")

@@ -34,6 +34,7 @@ FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 _BORDERS = {"nearest": "BORDER_REPLICATE", "reflect": "BORDER_REFLECT", "constant": "BORDER_REPLICATE",
             "wrap": "BORDER_REPLICATE"}
 _INTERP = {0: "INTER_NEAREST", 1: "INTER_LINEAR"}
+CV_MAX_SIDE = 32767  # OpenCV's remap holds coordinates in shorts: a longer side goes through scipy
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ def warp(image: np.ndarray, m: np.ndarray, fill_mode: str, cval: float, order: i
     import cv2
 
     h, w = image.shape[:2]
-    if order not in _INTERP:
+    if order not in _INTERP or max(h, w) >= CV_MAX_SIDE:  # scipy: what Keras itself calls
         return _scipy_affine(image, m, fill_mode, cval, order)
     squeeze = image.ndim == 3 and image.shape[2] == 1
     src = image[..., 0] if squeeze else image
