@@ -100,7 +100,8 @@ common_options = _compose(
     *_source_options,
     click.option("--image-key", help="tfds: image feature (default: from supervised_keys)."),
     click.option("--label-key", help="tfds: ClassLabel feature (default: from supervised_keys)."),
-    click.option("--copies", type=int, help="Augmented copies per source image."),
+    click.option("--copies", type=int, help="Augmented copies per source image (default: the pipeline's; else 1 "
+                                            "with stages, a keras flag or --mix, 0 without)."),
     click.option("--include-original/--no-include-original", default=None, help="Also write each original (copy 0)."),
     click.option("--image-size", help="Resize to 224 or HxW like 224x160."),
     *_resize_options,

@@ -10,10 +10,12 @@ URL and what to install or set. fsspec is imported only when a URL is used.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 from .errors import UsageError
+from .quiet import verbose
 
 _URL_RE = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.I)
 # the packages fsspec needs per protocol, as pip names (augexport[remote] has the first two)
@@ -53,6 +55,9 @@ def join(url: str, *names: str) -> str:
     return "/".join([url.rstrip("/"), *names])
 
 
+_CHATTY_LOGGERS = ("gcsfs", "google.auth", "google_auth_oauthlib", "s3fs", "aiobotocore", "botocore")
+
+
 def open_fs(url: str, what: str) -> tuple[Any, str]:
     """(fsspec filesystem, path inside it) for `url`; UsageError naming `what` (e.g. `OUT s3://b/x`)
     and the package to install when fsspec or the scheme's implementation is missing. Listing
@@ -62,6 +67,9 @@ def open_fs(url: str, what: str) -> tuple[Any, str]:
     except ImportError:
         raise UsageError(f"{what}: URLs need fsspec, which is not installed: {REMOTE_EXTRA}") from None
     proto = scheme(url) or ""
+    if not verbose():  # gcsfs logs every retry's traceback; the failure is augexport's one message
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         fs, path = fsspec.url_to_fs(url, use_listings_cache=False)
     except ImportError as exc:
@@ -83,12 +91,13 @@ def _first_line(exc: BaseException) -> str:
 def explain(exc: BaseException) -> str:
     """What a storage error means for the user: credentials, endpoint, bucket, permission."""
     name = type(exc).__name__
-    if name in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "RefreshError"):
+    kinds = {c.__name__ for c in type(exc).__mro__}  # aiohttp's ClientConnectorDNSError is a ClientConnectorError
+    if kinds & {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "RefreshError"}:
         return (f"no credentials ({_first_line(exc)}): set them in the environment (AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE; for gs:// the application-default credentials, "
                 "`gcloud auth application-default login` or GOOGLE_APPLICATION_CREDENTIALS)")
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ConnectionError",
-                "ServerDisconnectedError", "ConnectionRefusedError", "ReadTimeoutError", "TimeoutError"):
+    if kinds & {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ConnectionError",
+                "ServerDisconnectedError", "ConnectionRefusedError", "ReadTimeoutError", "TimeoutError"}:
         return (f"cannot reach the storage endpoint ({_first_line(exc)}); check AWS_ENDPOINT_URL (or the "
                 "endpoint your storage library reads) and the network")
     if isinstance(exc, PermissionError):

@@ -20,6 +20,10 @@ RESIZE_ROWS = [
 ]
 
 
+TOP_DEFAULTS = ("  defaults: version 1, seed 0, copies 1 when there are stages or mix (or --mix or a keras flag) "
+                "else 0, include_original true, image_size none (images keep their size), label_smoothing 0")
+
+
 def format_rows(rows: list[tuple[str, str, str, str]]) -> list[str]:
     """`  name  type  default and meaning`, one line per row, the columns of a section as wide as its
     longest name and type (so a long name never shifts the columns of the rows below it)."""
@@ -64,7 +68,7 @@ def format_ops(word: str | None = None) -> str:
         if not sections:
             accepted = ", ".join([*sorted(registry), "mix", "classes", "resize"])
             raise UsageError(f"ops {word!r}: no stage, op or parameter contains it; stages: {accepted}")
-    lines = [] if word else ["Pipeline file keys: " + ", ".join(TOP_KEYS), ""]
+    lines = [] if word else ["Pipeline file keys: " + ", ".join(TOP_KEYS), TOP_DEFAULTS, ""]
     for _, body, _ in sections:
         lines += [*body, ""]
     return "\n".join(lines).rstrip("\n")
