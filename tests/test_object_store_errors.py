@@ -274,3 +274,21 @@ def test_unfinalize_gives_up_at_the_first_failure_of_the_store() -> None:
     fake = SimpleNamespace(names=SplitNames("ds", "train"), outdir=DeadStore(), out_plan=SimpleNamespace(manifest=None))
     ExportRun._unfinalize(fake, closed, None)  # type: ignore[arg-type]
     assert len(calls) == 1
+
+
+def test_storage_errors_are_explained_by_their_kind_and_libraries_stay_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp's ClientConnectorDNSError (gs:// offline) is a ClientConnectorError: it read as a bare
+    class name; gcsfs logged each retry's traceback to the terminal before augexport's message."""
+    import logging
+
+    from augexport.fs import explain, open_fs
+
+    ClientConnectorError = type("ClientConnectorError", (OSError,), {})
+    dns = type("ClientConnectorDNSError", (ClientConnectorError,), {})("Cannot connect to host storage.example:443")
+    assert explain(dns).startswith("cannot reach the storage endpoint (Cannot connect to host")
+    refresh = type("RefreshError", (Exception,), {})
+    assert explain(type("InvalidGrant", (refresh,), {})("bad token")).startswith("no credentials")
+    monkeypatch.delenv("AUGEXPORT_VERBOSE", raising=False)
+    pytest.importorskip("s3fs")
+    open_fs("s3://bucket/x", "OUT s3://bucket/x")
+    assert logging.getLogger("gcsfs").level == logging.getLogger("botocore").level == logging.CRITICAL
