@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.util
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -210,6 +211,8 @@ class ExportRun:
                                    data_dir=opts.data_dir, image_key=opts.image_key, label_key=opts.label_key,
                                    spool_dir=self.outdir.location, arrays=opts.array_options())
         check_label_names(self.listing.class_names, "class_names" if self.source == MEMORY else f"SOURCE {self.source}")
+        if self.listing.kind == "folder" and not self.outdir.remote:
+            _check_out_outside_class_links(self.listing, self.outdir.location, self.out)
         if opts.keeps_images:
             _check_image_folders(self.listing.class_names, opts.fmt)
         _check_array_rows(self.listing, self.source, opts.max_pixels)
@@ -535,6 +538,16 @@ def _inside(path: str, folder: str) -> bool:
     """`path` is `folder` or below it, symbolic links resolved."""
     p, f = resolved(path, "OUT"), resolved(folder, "SOURCE")
     return p == f or f in p.parents
+
+
+def _check_out_outside_class_links(listing: SourceListing, out_location: str, out: Any) -> None:
+    """A class folder may link to a folder elsewhere; OUT must not be inside that one either, or
+    the run writes into what it reads (and a rerun reads its own output as images)."""
+    for name in listing.class_names:
+        folder = os.path.join(listing.location, name)
+        if os.path.islink(folder) and _inside(out_location, folder):
+            raise UsageError(f"OUT {out} is inside {os.path.realpath(folder)}, which SOURCE's class folder {name!r} "
+                             "links to; SOURCE is read-only: choose another OUT")
 
 
 def _check_image_folders(class_names: list[str], fmt: str) -> None:

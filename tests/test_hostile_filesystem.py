@@ -156,3 +156,26 @@ def test_class_names_tfds_cannot_hold_are_refused(tmp_path: Path, names: list[st
     res = _cli("export", str(src), str(tmp_path / "out"))
     assert res.exit_code == 2 and needle in res.output, res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_macos_archive_metadata_is_no_class(tmp_path: Path) -> None:
+    """An unzipped macOS archive carries __MACOSX/ (AppleDouble `._*` files): as a class it shifted
+    every label by one."""
+    src = make_class_folder(tmp_path / "src", {"a": 1, "b": 1})
+    (src / "__MACOSX" / "a").mkdir(parents=True)
+    (src / "__MACOSX" / "a" / "._img_000.png").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 60)
+    res = _cli("export", str(src), str(tmp_path / "out"))
+    assert res.exit_code == 0, res.output
+    man = json.loads((tmp_path / "out" / "augexport.json").read_text())
+    assert man["class_names"] == ["a", "b"]
+    assert {"path": "__MACOSX/", "why": "archive metadata, not a class"} in man["splits"]["train"]["ignored"]
+
+
+def test_out_inside_a_folder_a_class_folder_links_to_is_refused(tmp_path: Path) -> None:
+    """The run wrote into the folder it read class b from; a rerun read its own output as images."""
+    src = make_class_folder(tmp_path / "src", {"a": 1})
+    elsewhere = make_class_folder(tmp_path / "elsewhere", {"b": 1}) / "b"
+    (src / "b").symlink_to(elsewhere)
+    res = _cli("export", str(src), str(elsewhere / "out"), "--format", "images")
+    assert res.exit_code == 2 and "which SOURCE's class folder 'b' links to" in res.output, res.output
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["img_000.png"]

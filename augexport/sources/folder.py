@@ -70,6 +70,9 @@ def _fingerprint(entries: list[tuple[str, int, str]]) -> str:
     return h.hexdigest()
 
 
+ARCHIVE_METADATA = ("__MACOSX",)
+
+
 def _class_folders(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """(class names, ignored entries). A class folder may be a link to a folder elsewhere (as Keras'
     `image_dataset_from_directory` follows it); inside one, links to folders are not followed, and
@@ -78,6 +81,9 @@ def _class_folders(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     here = resolved(root, "SOURCE")
     for d in root.iterdir():
         if d.name.startswith(".") or not d.is_dir():  # a loop of links is no folder: is_dir() is False
+            continue
+        if d.name in ARCHIVE_METADATA:  # unzipped from a macOS archive: never a class of images
+            ignored.append((f"{d.name}/", "archive metadata, not a class"))
             continue
         if d.is_symlink() and here.is_relative_to(resolved(d, "SOURCE class folder")):
             ignored.append((f"{d.name}/", "a link to SOURCE or a folder holding it"))
