@@ -184,9 +184,19 @@ def _open_pil(image_module: Any, data: bytes) -> Any:
     previous = image_module.MAX_IMAGE_PIXELS
     image_module.MAX_IMAGE_PIXELS = None
     try:
-        return image_module.open(io.BytesIO(data))
+        return image_module.open(io.BytesIO(data), formats=_raster_formats(image_module))
     finally:
         image_module.MAX_IMAGE_PIXELS = previous
+
+
+# PIL hands EPS (and its PDF-like cousins) to a Ghostscript subprocess where one is installed:
+# untrusted PostScript must never reach an interpreter, whatever a file's extension says
+NOT_DECODED = ("EPS",)
+
+
+def _raster_formats(image_module: Any) -> list[str]:
+    image_module.init()
+    return [f for f in image_module.OPEN if f not in NOT_DECODED]
 
 
 def decode_pil(data: bytes, *, channels: int = 3, size: tuple[int, int] | None = None,

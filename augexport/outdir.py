@@ -239,6 +239,10 @@ class OutDir:
                     raise
                 os.unlink(path)  # a link planted at the lock's name: removed, never followed
                 continue
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise UsageError(f"OUT {self.root}: {LOCK} is not a regular file (a FIFO or device at the lock's "
+                                 "name); remove it and run again")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -18,6 +18,7 @@ from PIL import Image
 from augexport import codec
 from augexport.cli import main
 from augexport.errors import DecodeError
+from augexport.naming import LOCK
 from tests.conftest import make_class_folder
 from tests.helpers import read_records
 
@@ -75,6 +76,11 @@ def test_a_fifo_planted_in_out_never_hangs(tmp_path: Path) -> None:
             signal.alarm(0)
         assert res.exit_code == 2 and "augexport.json is not a regular file" in res.output, (args, res.output)
     signal.signal(signal.SIGALRM, previous)
+    lock_out = tmp_path / "lock-out"
+    lock_out.mkdir()
+    os.mkfifo(lock_out / LOCK)
+    res = _cli("export", str(src), str(lock_out))
+    assert res.exit_code == 2 and f"{LOCK} is not a regular file" in res.output, res.output
     os.mkfifo(tmp_path / "fifo")
     res = _cli("inspect", str(tmp_path / "fifo"))
     assert res.exit_code == 2 and "is not a folder" in res.output, res.output
@@ -179,3 +185,15 @@ def test_out_inside_a_folder_a_class_folder_links_to_is_refused(tmp_path: Path) 
     res = _cli("export", str(src), str(elsewhere / "out"), "--format", "images")
     assert res.exit_code == 2 and "which SOURCE's class folder 'b' links to" in res.output, res.output
     assert sorted(p.name for p in elsewhere.iterdir()) == ["img_000.png"]
+
+
+def test_postscript_is_never_handed_to_ghostscript() -> None:
+    """PIL opens EPS by its content whatever the extension, and renders it with a Ghostscript
+    subprocess at load(): untrusted PostScript is refused as unreadable instead."""
+    import io
+
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nnewpath 0 0 moveto 8 8 lineto stroke\n%%EOF\n"
+    with Image.open(io.BytesIO(eps)) as img:
+        assert img.format == "EPS"  # what PIL alone would do with it
+    with pytest.raises(DecodeError, match="not a readable image"):
+        codec.decode(eps)

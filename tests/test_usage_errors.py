@@ -180,3 +180,12 @@ def test_an_os_error_inside_the_run_leaves_no_out_it_made(tmp_path: Path, monkey
     with pytest.raises(ExportFailed):
         api.export(str(src), tmp_path / "kept", workers=1)
     assert (tmp_path / "kept").is_dir()  # an OUT that was there stays
+
+
+def test_an_empty_source_is_named_not_taken_for_the_current_folder(tmp_path: Path) -> None:
+    """`export "" OUT` said 'OUT is inside SOURCE ;'; `preview ""` previewed the current folder."""
+    for args in (["export", "", str(tmp_path / "out")], ["preview", " ", "-o", str(tmp_path / "g.png")],
+                 ["tta", "", str(tmp_path / "out"), "--variants", "d4"]):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 2 and "is empty; accepted: a folder of class folders" in res.output, (args, res.output)
+    assert not list(tmp_path.iterdir())

@@ -25,12 +25,17 @@ def check_tfds_flags(source: str, split: str | None, data_dir: str | None) -> No
             raise UsageError(f"{flag} {value!r} applies to tfds: sources only (SOURCE is {source})")
 
 
+SOURCE_FORMS = "a folder of class folders, tfds:NAME, npz:FILE, npy:X.npy,Y.npy or a URL"
+
+
 def open_source(source: str, *, labels: str | None = None, name: str | None = None, split: str | None = None,
                 data_dir: str | None = None, image_key: str | None = None, label_key: str | None = None,
                 spool_dir: str | os.PathLike[str] | None = None, arrays: dict[str, Any] | None = None) -> SourceListing:
     """List SOURCE. tfds: sources spill their encoded images into `spool_dir` (export passes OUT, so
     nothing is written outside it; `SourceListing.release()` removes the spill), as array sources
     do when they need a C-ordered copy. `arrays`: the fields of `ArrayOptions` (keys, class names, ...)."""
+    if not str(source).strip():  # Path("") is the current folder
+        raise UsageError(f"SOURCE {str(source)!r} is empty; accepted: {SOURCE_FORMS}")
     if is_array_source(source):
         if image_key or label_key:
             raise UsageError("--image-key/--label-key apply to tfds: sources only; array sources take --x-key/--y-key")
