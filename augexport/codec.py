@@ -37,7 +37,8 @@ def _stable(exc: BaseException) -> str:
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    """High-bit-depth integer or float grey -> uint8 by scaling, never by clipping."""
+    """High-bit-depth integer or float grey -> uint8, never by clipping 16-bit values: the high
+    byte (x >> 8), as `tf.io.decode_png(dtype=uint8)` and PIL's own 16-bit RGB path give."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype.kind == "f":
@@ -45,7 +46,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     top = 65535 if arr.max(initial=0) > 255 or arr.dtype in (np.uint16, np.dtype(">u2")) else 255
     if top == 255:
         return np.clip(arr, 0, 255).astype(np.uint8)
-    return np.clip(np.rint(arr.astype(np.float32) * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+    return (np.clip(arr, 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
 
 
 def _pil_to_array(img: Image.Image, channels: int) -> np.ndarray:
