@@ -28,7 +28,8 @@ def _records(outdir: OutDir, entry: dict[str, Any], split: str,
     """(encoded image, soft label, label, where it is) of every record in record order."""
     if entry["shards"]:
         for ex in split_examples(outdir, entry):
-            yield ex["image"][0], ex["soft_label"], int(ex["label"][0]), "record of " + ex["source_id"][0].decode("utf-8", "surrogateescape")
+            where = "record of " + ex["source_id"][0].decode("utf-8", "surrogateescape")
+            yield ex["image"][0], ex["soft_label"], int(ex["label"][0]), where
         return
     images = entry.get("images")
     if not images:

@@ -190,8 +190,8 @@ def _open_pil(image_module: Any, data: bytes) -> Any:
         image_module.MAX_IMAGE_PIXELS = previous
 
 
-# PIL hands EPS (and its PDF-like cousins) to a Ghostscript subprocess where one is installed:
-# untrusted PostScript must never reach an interpreter, whatever a file's extension says
+# PIL renders EPS with a Ghostscript subprocess where one is installed: untrusted PostScript must
+# never reach an interpreter, whatever a file's extension says
 NOT_DECODED = ("EPS",)
 
 

@@ -566,8 +566,9 @@ def _check_array_rows(listing: SourceListing, source: str, max_pixels: int | Non
         return
     h, w = pixels.shape[:2]
     if h * w > max_pixels:
-        raise UsageError(f"{'x' if source == MEMORY else f'SOURCE {source}'}: its rows are {h}x{w} (HxW) = {h * w} pixels, above --max-pixels "
-                         f"{max_pixels}; raise --max-pixels to export them")
+        what = "x" if source == MEMORY else f"SOURCE {source}"
+        raise UsageError(f"{what}: its rows are {h}x{w} (HxW) = {h * w} pixels, above --max-pixels {max_pixels}; "
+                         "raise --max-pixels to export them")
 
 
 def _check_beam(opts: ExportOptions) -> None:

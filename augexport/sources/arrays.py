@@ -285,9 +285,6 @@ def class_names_for(given: Sequence[str] | str | None, stored: Any, labels: np.n
         raise UsageError(f"{flag} has {len(names)} names; accepted: at most {MAX_CLASSES:,} classes")
     if len(set(names)) != len(names) or any(not n for n in names):
         raise UsageError(f"{flag} {names[:10]}: names must be unique and not empty")
-    broken = next((n for n in names if "\n" in n or "\r" in n), None)
-    if broken is not None:  # label.labels.txt, which TFDS reads, holds one name per line
-        raise UsageError(f"{flag}: the class name {broken!r} has a line break; accepted: names on one line")
     if len(names) < top or (classes is not None and len(names) != classes):
         want = classes if classes is not None else f"at least {top}"
         raise UsageError(f"{flag} has {len(names)} names; the labels need {want}")
