@@ -115,8 +115,8 @@ common_options = _compose(
     click.option("--runner", default="local", show_default=True, help="local|beam."),
     click.option("--beam-option", multiple=True, metavar="K=V", help="Beam pipeline option (repeatable)."),
     click.option("--mix", "mix_method", help="cutmix|mixup|none: batch-level mixing with soft labels."),
-    click.option("--mix-alpha", type=float, help="Beta(alpha, alpha) for lambda (default 1.0)."),
-    click.option("--mix-p", type=float, help="Fraction of augmented copies mixed (default 0.5)."),
+    click.option("--mix-alpha", type=float, help="Beta(alpha, alpha) for lambda (default 1.0; every entry of a config's mix: list)."),
+    click.option("--mix-p", type=float, help="Fraction of augmented copies mixed (default 0.5; every entry of a config's mix: list)."),
 )
 
 

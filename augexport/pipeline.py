@@ -289,5 +289,18 @@ def flag_overrides(config: str | Path | None, *, seed: int | None = None, copies
         if "method" not in mix and not base:
             raise UsageError("--mix-alpha/--mix-p tune mixing, which is off: add --mix cutmix|mixup "
                              "(or a mix: block in --config)")
-        over["mix"] = {**(base if isinstance(base, dict) else {}), **mix}
+        over["mix"] = _mix_flags(base, mix, config)
     return over
+
+
+def _mix_flags(base: Any, mix: dict[str, Any], config: str | Path | None) -> Any:
+    """The pipeline's `mix:` with --mix/--mix-alpha/--mix-p applied: to the entry, or to every entry
+    of a chain; --mix never silently replaces a chain or a `switch:` (it names a single method)."""
+    chained = isinstance(base, list)
+    if "method" in mix and (chained or (isinstance(base, dict) and "switch" in base)):
+        what = "a list of entries applied in order" if chained else "a switch: of methods picked per copy"
+        raise UsageError(f"--mix {mix['method']}: the mix: of {config} is {what}, which one method would replace; "
+                         "edit the file, or use --mix-alpha/--mix-p, which apply to every entry")
+    if chained:
+        return [{**entry, **mix} if isinstance(entry, dict) else entry for entry in base]
+    return {**(base if isinstance(base, dict) else {}), **mix}

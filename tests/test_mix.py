@@ -282,6 +282,23 @@ def test_cli_mix_flags_merge_into_config(tmp_path: Path) -> None:
     assert all(not r["mix_source_id"] and r["mix_lambda"] == 1.0 for r in read_records(tmp_path / "b"))
 
 
+def test_cli_mix_flags_apply_to_every_entry_of_a_chain_and_never_replace_it(tmp_path: Path) -> None:
+    """--mix-p on a `mix:` list replaced the chain with one CutMix entry (MixUp silently gone)."""
+    src = make_folder(tmp_path / "src", [(20, 30), (30, 20), (25, 25)])
+    chain = tmp_path / "chain.yaml"
+    chain.write_text("copies: 1\nmix:\n  - {method: cutmix, alpha: 1.0, p: 1.0}\n  - {method: mixup, alpha: 0.2, p: 1.0}\n")
+    res = _cli([str(src), str(tmp_path / "a"), "--config", str(chain), "--mix-p", "0.8"])
+    assert res.exit_code == 0, res.output
+    assert read_manifest(tmp_path / "a")["pipeline"]["mix"] == [{"method": "cutmix", "alpha": 1.0, "p": 0.8},
+                                                                  {"method": "mixup", "alpha": 0.2, "p": 0.8}]
+    switch = tmp_path / "switch.yaml"
+    switch.write_text("copies: 1\nmix: {switch: {cutmix: 1, mixup: 1}, p: 1.0}\n")
+    for cfg, needle in ((chain, "is a list of entries applied in order"), (switch, "is a switch: of methods")):
+        res = _cli([str(src), str(tmp_path / "b"), "--config", str(cfg), "--mix", "mixup"])
+        assert res.exit_code == 2 and needle in res.output and "--mix mixup" in res.output, res.output
+    assert not (tmp_path / "b").exists()
+
+
 def test_cli_mix_flag_errors(tmp_path: Path) -> None:
     src = make_folder(tmp_path / "src", [(20, 30), (30, 20)])
     res = _cli([str(src), str(tmp_path / "a"), "--mix-alpha", "0.3"])
