@@ -275,7 +275,13 @@ class Renderer:
     def _finish_copy(self, unit: Unit, copy: int, done: Rendered, cache: dict[tuple[str, int], Rendered]) -> RecordOut:
         """Mix the copy with its partners (or leave that to the main process), encode, frame."""
         shape = done.pixels.shape if isinstance(done, Deferred) else done[0].shape
-        steps = self._mix_steps(unit.item.source_id, copy, shape, unit.partners.get(copy, []), cache)
+        skipped: list[dict[str, Any]] = []
+        steps = self._mix_steps(unit.item.source_id, copy, shape, unit.partners.get(copy, []), cache, skipped)
+        if skipped:  # the copy's own params say which mix did not happen, and why
+            if isinstance(done, Deferred):
+                done.params.extend(skipped)  # its own list: a partner's params are never read
+            else:
+                done = (done[0], [*done[1], *skipped])
         return self._record(unit.item, copy, done, steps)
 
     def build_record(self, source_id: str, label: int, copy: int, image: np.ndarray, params: list[dict[str, Any]],
@@ -306,9 +312,10 @@ class Renderer:
                          encoded if self.job.keep_image else None)
 
     def _mix_steps(self, source_id: str, copy: int, shape: tuple[int, ...], partners: list[Partner],
-                   cache: dict[tuple[str, int], Rendered]) -> list[MixStep]:
+                   cache: dict[tuple[str, int], Rendered], skipped: list[dict[str, Any]]) -> list[MixStep]:
         """Each partner's own augmented copy (from this task, or recomputed: the same bytes either
-        way) and the sampled entry; a partner that cannot be rendered is left out (no mixing)."""
+        way) and the sampled entry; a partner that cannot be rendered is left out (no mixing), noted
+        in `skipped`."""
         mix = self.pipeline.mix
         steps = []
         for partner in partners:
@@ -318,7 +325,9 @@ class Renderer:
                     done = self._copy(partner.item, partner.copy, self.decode(partner.item))
             except SourceUnavailable:  # the store is down: fail the run rather than leave the copy unmixed
                 raise
-            except Exception:  # unreadable, or a stage fails on it: the partner is skipped on its own
+            except Exception as exc:  # unreadable, or a stage fails on it: the partner is skipped on its own
+                skipped.append({"stage": "mix", "skipped": f"the partner could not be rendered: {str(exc)[:200]}",
+                                "partner_source_id": partner.item.source_id, "partner_copy": partner.copy})
                 continue
             assert mix is not None
             entry = mix.entries[partner.entry]

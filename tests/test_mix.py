@@ -336,6 +336,16 @@ def test_stage_failing_on_some_images_skips_them_and_their_partners_stay_unmixed
     assert all("a stage failed on this image" in e["error"] and "height 28" in e["error"] for e in errors)
     assert all("(28x" in e["error"] and "pixels as HxW" in e["error"] for e in errors)  # as --image-size reads
     skipped = {e["source_id"] for e in errors}
+    noted = 0
     for r in read_records(out):
         assert r["mix_source_id"][0].decode() not in skipped
+        params = json.loads(r["params"][0])
+        notes = [p for p in params if p.get("stage") == "mix" and "skipped" in p]
+        for note in notes:  # a mix that did not happen says so, naming the partner that failed
+            assert note["partner_source_id"] in skipped and "height 28" in note["skipped"]
+        if r["copy"][0] > 0:
+            mixed = [p for p in params if p.get("stage") == "mix" and "lambda" in p]
+            assert len(mixed) + len(notes) == 1  # p: 1.0: every augmented copy drew its one partner
+        noted += len(notes)
+    assert noted > 0
 
