@@ -349,3 +349,15 @@ def test_stage_failing_on_some_images_skips_them_and_their_partners_stay_unmixed
         noted += len(notes)
     assert noted > 0
 
+
+
+def test_a_mixup_lambda_float32_holds_as_one_is_recorded_as_no_mix() -> None:
+    """Beta(0.2, 0.2) puts ~1.6% of its draws within float32's last step below 1: the pixels and
+    the soft label were the base's, yet mix_source_id was set and mix_lambda read 1.0."""
+    from augexport.stages.mix import sample_mixup
+
+    rng = np.random.default_rng(0)
+    draws = [sample_mixup(rng, 0.2) for _ in range(2000)]
+    ones = [d for d in draws if d["lambda"] == 1.0]
+    assert 10 <= len(ones) <= 60 and all(d["lambda_sampled"] < 1.0 for d in ones)
+    assert all(np.float32(d["lambda"]) < 1.0 and "lambda_sampled" not in d for d in draws if d["lambda"] != 1.0)

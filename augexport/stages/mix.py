@@ -62,7 +62,13 @@ def sample_cutmix(rng: np.random.Generator, alpha: float, height: int, width: in
 
 
 def sample_mixup(rng: np.random.Generator, alpha: float) -> dict[str, Any]:
-    return {"method": "mixup", "lambda": float(rng.beta(alpha, alpha))}
+    """lambda ~ Beta(alpha, alpha); one that float32 (the kernel's and the soft label's precision)
+    holds as 1 mixes nothing, so it is recorded as 1 and does not count as mixed, as an empty CutMix
+    box does (small alphas draw such lambdas often: ~1.6% of draws at alpha 0.2)."""
+    lam = float(rng.beta(alpha, alpha))
+    if lam < 1.0 and np.float32(lam) == 1.0:
+        return {"method": "mixup", "lambda": 1.0, "lambda_sampled": lam}
+    return {"method": "mixup", "lambda": lam}
 
 
 def sample_mix(rng: np.random.Generator, method: str, alpha: float, height: int, width: int) -> dict[str, Any]:
