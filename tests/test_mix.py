@@ -358,6 +358,6 @@ def test_a_mixup_lambda_float32_holds_as_one_is_recorded_as_no_mix() -> None:
 
     rng = np.random.default_rng(0)
     draws = [sample_mixup(rng, 0.2) for _ in range(2000)]
-    ones = [d for d in draws if d["lambda"] == 1.0]
-    assert 10 <= len(ones) <= 60 and all(d["lambda_sampled"] < 1.0 for d in ones)
+    ones = [d for d in draws if "lambda_sampled" in d]  # (a few draws are 1.0 exactly in float64)
+    assert 10 <= len(ones) <= 60 and all(d["lambda"] == 1.0 and d["lambda_sampled"] < 1.0 for d in ones)
     assert all(np.float32(d["lambda"]) < 1.0 and "lambda_sampled" not in d for d in draws if d["lambda"] != 1.0)
