@@ -384,14 +384,20 @@ def compare(paths: tuple[str, ...], quiet: bool, **kw: Any) -> None:
     try:
         if len(paths) not in (1, 2):
             raise UsageError(f"compare takes [SOURCE] OUT; got {len(paths)} argument(s)")
-        result = api.compare(paths[0] if len(paths) == 2 else None, paths[-1], progress=progress,
-                             command=["augexport", *sys.argv[1:]],
-                             log=(lambda msg: click.echo(msg, err=True)) if progress else None, **kw)
+        with _signals_raise():
+            result = api.compare(paths[0] if len(paths) == 2 else None, paths[-1], progress=progress,
+                                 command=["augexport", *sys.argv[1:]],
+                                 log=(lambda msg: click.echo(msg, err=True)) if progress else None, **kw)
     except AugexportError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        click.echo("Interrupted: OUT holds a partial comparison; rerun with --overwrite.", err=True)
-        sys.exit(130)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        from .compare import MARKER
+
+        held = os.path.exists(os.path.join(paths[-1], MARKER))
+        click.echo("Interrupted: " + ("OUT holds a partial comparison; rerun with --overwrite." if held else
+                                      "nothing was written."), err=True)
+        _exit_now(128 + int(signum))
     click.echo(result.summary())
 
 

@@ -231,3 +231,73 @@ def test_a_tfds_split_becomes_disjoint_class_folders_with_the_same_labels(tmp_pa
             sid = Path(it.source_id).stem
             assert folder.class_names[it.label] == listing.class_names[label_of[sid]]
     assert not {Path(i.source_id).stem for i in train.items} & {Path(i.source_id).stem for i in val.items}
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--filters", "100000"], "--filters 100000 is not accepted; accepted: an integer in [1, 1024]"),
+    (["--learning-rate", "inf"], "--learning-rate inf is not accepted"),
+])
+def test_absurd_model_settings_exit_2(tmp_path: Path, args: list[str], flag: str) -> None:
+    """--filters 100000 ran out of memory in TensorFlow (traceback); --learning-rate inf trained."""
+    src = make_class_folder(tmp_path / "src", {"a": 2, "b": 2})
+    res = run_cli("compare", src, tmp_path / "out", *args, "--quiet")
+    assert res.exit_code == 2 and flag in res.output, res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_mistakes_found_before_the_comparison_leave_out_as_it_was(tmp_path: Path, pipelines: dict[str, Path],
+                                                                   tiny_run: Path) -> None:
+    """SOURCE inside OUT (--overwrite deleted it), an empty SOURCE (ran the digits), a pipeline
+    naming unknown classes (exit 2 after the exports), variants of different image sizes (trained at
+    the first one's), an OUT that cannot be made (traceback)."""
+    src = make_class_folder(tmp_path / "src", {"a": 2, "b": 2})
+    (tmp_path / "cls.yaml").write_text("copies: 1\nclasses:\n  nosuch: {copies: 2}\n")
+    (tmp_path / "s16.yaml").write_text("copies: 0\nimage_size: [16, 16]\n")
+    (tmp_path / "s32.yaml").write_text("copies: 0\nimage_size: [32, 32]\n")
+    (tmp_path / "afile").write_text("x")
+    before = sorted(p.name for p in tiny_run.iterdir())
+    cases = [
+        ([tiny_run / "split" / "train", tiny_run, "--overwrite"], "is inside OUT"),
+        (["", tmp_path / "out"], "SOURCE '' is empty"),
+        ([src, tmp_path / "out", "--pipeline", pipelines["plain"], "--pipeline", tmp_path / "cls.yaml"],
+         "unknown class name(s) 'nosuch'"),
+        ([src, tmp_path / "out", "--pipeline", tmp_path / "s16.yaml", "--pipeline", tmp_path / "s32.yaml"],
+         "the variants' image_size differ (s16: 16x16, s32: 32x32)"),
+        ([src, tmp_path / "afile" / "out"], "is a file, not a directory"),
+    ]
+    for args, needle in cases:
+        res = run_cli("compare", *args, "--quiet")
+        assert res.exit_code == 2 and needle in res.output, (args, res.output)
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tiny_run.iterdir()) == before
+
+
+def test_a_split_found_unusable_inside_out_puts_an_earlier_run_back(tmp_path: Path) -> None:
+    """The digits are written into OUT before they are split: a --val-fraction that leaves no
+    validation image deleted an earlier run's results (--overwrite), or left 1,797 PNGs in an
+    empty OUT."""
+    pytest.importorskip("sklearn")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = run_cli("compare", empty, "--val-fraction", "0.0001", "--quiet")
+    assert res.exit_code == 2 and "leaves no validation image" in res.output
+    assert list(empty.iterdir()) == []
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / ".augexport-compare").write_text("x")
+    (earlier / "compare.json").write_text('{"earlier": true}')
+    (earlier / "mine.txt").write_text("mine")
+    res = run_cli("compare", earlier, "--val-fraction", "0.0001", "--overwrite", "--quiet")
+    assert res.exit_code == 2
+    assert sorted(p.name for p in earlier.iterdir()) == [".augexport-compare", "compare.json", "mine.txt"]
+    assert (earlier / "compare.json").read_text() == '{"earlier": true}'
+
+
+def test_a_split_with_no_readable_record_fails_naming_it(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for cls in ("a", "b"):
+        (src / cls).mkdir(parents=True)
+        for i in range(3):
+            (src / cls / f"{i}.png").write_bytes(b"")  # every image unreadable
+    res = run_cli("compare", src, tmp_path / "out", "--val-fraction", "0.5", *TINY)
+    assert res.exit_code == 1 and "split 'val'" in res.output and "has no readable record" in res.output, res.output

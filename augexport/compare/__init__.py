@@ -11,8 +11,10 @@ OUT receives compare.json, compare.md and compare.png (see `report`).
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from typing import Any
 from ..classes import MAX_COPIES
 from ..errors import UsageError
 from ..pipeline import parse_image_size
+from ..targets import make_out_dir, remove_made_parents, resolved
 from .split import DIGITS, split_items
 
 # Digits: no flips (a mirrored 2 or 5 is not a digit), small rotations, shifts and zooms; fill with
@@ -37,6 +40,10 @@ BUILTIN_VARIANTS: dict[str, dict[str, Any]] = {
 DIGITS_TRAIN_PER_CLASS = 20  # sklearn:digits trains on 200 of its 1,797 images unless told otherwise
 OWN_ENTRIES = ("source", "split", "dataset", "compare.json", "compare.md", "compare.png")
 MARKER = ".augexport-compare"
+KEPT_PREFIX = ".augexport-compare-old-"  # an earlier run's entries, kept until this run is under way
+# the CNN's widest layer has 4x --filters channels: 1024 is already a large model for this test
+MAX_FILTERS = 1024
+MAX_LEARNING_RATE = 10.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -118,8 +125,9 @@ def check_settings(epochs: int, repeats: int, val_fraction: float, train_per_cla
             ("--val-fraction", val_fraction, 0 < val_fraction < 1, "a number in (0, 1)"),
             ("--train-per-class", train_per_class, train_per_class is None or train_per_class >= 1, "an integer >= 1"),
             ("--batch-size", batch_size, batch_size >= 1, "an integer >= 1"),
-            ("--filters", filters, filters >= 1, "an integer >= 1"),
-            ("--learning-rate", learning_rate, learning_rate > 0, "a number > 0"),
+            ("--filters", filters, 1 <= filters <= MAX_FILTERS, f"an integer in [1, {MAX_FILTERS}]"),
+            ("--learning-rate", learning_rate, 0 < learning_rate <= MAX_LEARNING_RATE,
+             f"a number in (0, {MAX_LEARNING_RATE:g}]"),
             ("--copies", copies, copies is None or 0 <= copies <= MAX_COPIES, f"an integer in [0, {MAX_COPIES}]")):
         if not ok:
             raise UsageError(f"{flag} {value} is not accepted; accepted: {accepted}")
@@ -157,9 +165,11 @@ def check_source(source: str, data_dir: str | None) -> Any:
 def check_out(out: Path, source: str, overwrite: bool) -> None:
     """OUT can take this run: not inside SOURCE, and empty, new, or (--overwrite) an earlier run's."""
     if source != DIGITS and not source.startswith("tfds:") and Path(source).is_dir():
-        src, dst = Path(source).resolve(), out.resolve()
+        src, dst = resolved(source, "SOURCE"), resolved(out, "OUT")
         if dst == src or src in dst.parents:
             raise UsageError(f"OUT {out} is inside SOURCE {source}; SOURCE is read-only: choose another OUT")
+        if dst in src.parents:  # --overwrite would remove it with the earlier run's entries
+            raise UsageError(f"SOURCE {source} is inside OUT {out}; choose an OUT outside it")
     if out.exists() and not out.is_dir():
         raise UsageError(f"OUT {out} exists and is not a directory")
     if out.exists() and any(out.iterdir()):
@@ -169,18 +179,73 @@ def check_out(out: Path, source: str, overwrite: bool) -> None:
             raise UsageError(f"--overwrite: OUT {out} is not empty and holds no earlier compare run; choose an empty OUT")
 
 
-def prepare_out(out: Path) -> None:
+@dataclass
+class OutState:
+    """What `prepare_out` changed, so that a usage error found later leaves OUT as it was."""
+
+    out: Path
+    created: Path | None  # the topmost folder this run made (OUT or a parent), else None
+    kept: Path | None  # an earlier run's entries (--overwrite), moved aside
+
+
+def prepare_out(out: Path) -> OutState:
     """An empty (or new) OUT that `check_out` accepted; an earlier compare run's own entries in it
-    (--overwrite) are replaced."""
-    if out.exists() and any(out.iterdir()):
-        for name in OWN_ENTRIES:
-            path = out / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    (--overwrite) are moved aside, and removed by `settle_out` once this run is under way."""
+    created = make_out_dir(out)  # a place that cannot hold OUT is exit 2 here
+    for stale in out.glob(KEPT_PREFIX + "*"):  # left by a run interrupted while it started
+        shutil.rmtree(stale, ignore_errors=True)
+    kept = None
+    own = [out / name for name in (*OWN_ENTRIES, MARKER) if (out / name).exists() or (out / name).is_symlink()]
+    if own:
+        kept = Path(tempfile.mkdtemp(prefix=KEPT_PREFIX, dir=out))
+        for path in own:
+            os.rename(path, kept / path.name)
     (out / MARKER).write_text("written by augexport compare; --overwrite replaces this folder's compare entries\n")
+    return OutState(out, created, kept)
+
+
+def undo_out(state: OutState) -> None:
+    """OUT as `prepare_out` found it: this run's entries gone, an earlier run's put back."""
+    out = state.out
+    if state.created is not None:
+        shutil.rmtree(out, ignore_errors=True)
+        remove_made_parents(out, state.created)
+        return
+    for name in (*OWN_ENTRIES, MARKER):
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    if state.kept is not None:
+        for path in state.kept.iterdir():
+            os.rename(path, out / path.name)
+        state.kept.rmdir()
+
+
+def settle_out(state: OutState) -> None:
+    if state.kept is not None:
+        shutil.rmtree(state.kept, ignore_errors=True)
+
+
+def check_variant_classes(variants: list[Variant], pipelines: list[Any], class_names: list[str]) -> None:
+    """A pipeline's `classes:` names the source's classes, as export checks it."""
+    from ..classes import check_class_names
+
+    for v, pipeline in zip(variants, pipelines, strict=True):
+        try:
+            check_class_names(pipeline.classes, class_names, pipeline.source)
+        except UsageError as exc:
+            raise UsageError(f"--pipeline {v.config or v.name}: {exc}") from None
+
+
+def check_one_size(variants: list[Variant], pipelines: list[Any]) -> None:
+    """One model input size: every variant's image_size is the same (or --image-size sets it)."""
+    sizes = {v.name: p.image_size for v, p in zip(variants, pipelines, strict=True)}
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{name}: {'x'.join(map(str, size)) if size else 'none'}" for name, size in sizes.items())
+        raise UsageError(f"--pipeline: the variants' image_size differ ({listed}); one model compares them, "
+                         "so give them one image_size, or pass --image-size")
 
 
 def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str] = (), epochs: int = 20,
@@ -194,13 +259,18 @@ def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str]
     from ..sources.open import check_tfds_flags
     from .experiment import Experiment
 
-    source = source or DIGITS
+    if source is None:
+        source = DIGITS
+    elif not str(source).strip():
+        raise UsageError(f"SOURCE {str(source)!r} is empty; accepted: a class-folder directory, tfds:NAME, or no "
+                         f"SOURCE for {DIGITS}")
     if source == DIGITS and train_per_class is None:
         train_per_class = DIGITS_TRAIN_PER_CLASS
     check_settings(epochs, repeats, val_fraction, train_per_class, batch_size, filters, learning_rate, copies, workers)
     parse_image_size(image_size, "--image-size")
     variants = parse_variants(pipelines)
-    resolved = resolve_variants(variants, seed, copies, image_size)
+    variant_pipelines = resolve_variants(variants, seed, copies, image_size)
+    check_one_size(variants, variant_pipelines)
     check_dependencies(source)
     from .train import quiet_tensorflow
 
@@ -209,20 +279,21 @@ def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str]
     listing = check_source(source, data_dir)
     out = Path(out)
     check_out(out, source, overwrite)
-    if listing is not None:  # a folder: its split is checked before OUT is made
+    if listing is not None:  # a folder: its classes and split are checked before OUT is made
+        check_variant_classes(variants, variant_pipelines, listing.class_names)
         split_items(listing, seed, val_fraction, train_per_class)
-    created = not out.exists()
-    prepare_out(out)
+    state = prepare_out(out)
     t0 = time.perf_counter()
-    exp = Experiment(source, out, variants, resolved, seed=seed, val_fraction=val_fraction,
+    exp = Experiment(source, out, variants, variant_pipelines, seed=seed, val_fraction=val_fraction,
                      train_per_class=train_per_class, split=split, data_dir=data_dir, workers=workers,
-                     command=command or ["augexport.compare.run_compare"], log=log or (lambda _msg: None))
+                     command=command or ["augexport.compare.run_compare"], log=log or (lambda _msg: None),
+                     check_classes=lambda names: check_variant_classes(variants, variant_pipelines, names))
     try:
         exp.prepare(listing)
-    except UsageError:  # a TFDS split read into OUT that cannot be split: OUT goes if this run made it
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
+    except UsageError:  # the digits or a TFDS split, read into OUT, that cannot be split: OUT as it was
+        undo_out(state)
         raise
+    settle_out(state)
     exp.export_all()
     exp.train_all(epochs=epochs, repeats=repeats, batch_size=batch_size, filters=filters,
                   learning_rate=learning_rate, progress=progress)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import ExportFailed
 from ..naming import dataset_name
 from ..options import ExportOptions
 from ..outdir import OutDir
@@ -28,14 +29,23 @@ from .split import DIGITS, Split, materialise, split_items, write_digits
 VAL = "val"
 
 
+def _some(result: ExportResult) -> ExportResult:
+    """A split with no readable record leaves nothing to train or validate on."""
+    if result.written == 0:
+        raise ExportFailed(f"split {result.split!r} of {result.out} has no readable record ({result.skipped} "
+                           f"skipped: see {result.out}/errors-{result.split}.jsonl); nothing to compare")
+    return result
+
+
 class Experiment:
     def __init__(self, source: str, out: Path, variants: list[Any], pipelines: list[Any], *, seed: int,
                  val_fraction: float, train_per_class: int | None, split: str | None, data_dir: str | None,
-                 workers: int | None, command: list[str], log: Callable[[str], Any]) -> None:
+                 workers: int | None, command: list[str], log: Callable[[str], Any],
+                 check_classes: Callable[[list[str]], None] = lambda _names: None) -> None:
         self.source, self.out, self.variants, self.pipelines = source, out, variants, pipelines
         self.seed, self.val_fraction, self.train_per_class = seed, val_fraction, train_per_class
         self.tfds_split, self.data_dir, self.workers, self.log = split, data_dir, workers, log
-        self.command = command
+        self.command, self.check_classes = command, check_classes
         self.dataset = out / "dataset"
         self.exports: dict[str, ExportResult] = {}
         self.runs: dict[str, list[Any]] = {}
@@ -52,6 +62,7 @@ class Experiment:
     def prepare(self, listing: SourceListing | None = None) -> None:
         """Source (listed here unless given) -> source-disjoint train/val class folders under OUT/split/."""
         listing = listing or self._listing()
+        self.check_classes(listing.class_names)
         self.name = dataset_name(listing.name)
         self.class_names = listing.class_names
         self.split: Split = split_items(listing, self.seed, self.val_fraction, self.train_per_class)
@@ -72,10 +83,10 @@ class Experiment:
         common = sizes.pop() if len(sizes) == 1 else None
         image_size = list(common) if common else None
         self.log(f"exporting {VAL} (no augmentation)")
-        self.exports[VAL] = self._export(VAL, VAL, None, {"seed": self.seed, "copies": 0, "image_size": image_size})
+        self.exports[VAL] = _some(self._export(VAL, VAL, None, {"seed": self.seed, "copies": 0, "image_size": image_size}))
         for v in self.variants:
             self.log(f"exporting {v.split} ({v.config or 'built-in'})")
-            self.exports[v.split] = self._export("train", v.split, v.config, v.overrides)
+            self.exports[v.split] = _some(self._export("train", v.split, v.config, v.overrides))
 
     def _files(self, split: str) -> list[Path]:
         return [self.dataset / s["file"] for s in self.exports[split].shards]
