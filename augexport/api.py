@@ -19,7 +19,7 @@ from .naming import dataset_name
 from .options import ExportOptions, parse_size
 from .pipeline import Pipeline, resolve_pipeline
 from .run import ExportResult, ExportRun
-from .sources.open import SOURCE_FORMS, open_source
+from .sources.open import check_not_empty, open_source
 from .spec import close_matches
 
 __all__ = ["ExportResult", "Pipeline", "UsageError", "compare", "dataset_name", "export", "export_arrays", "format_inspect",
@@ -51,8 +51,7 @@ def _paths(source: Any, out: Any) -> None:
     if not isinstance(source, (str, os.PathLike)):
         hint = "; for numpy arrays call export_arrays(x, y, out)" if hasattr(source, "shape") else ""
         raise UsageError(f"SOURCE must be a path or URL (str or os.PathLike), not {type(source).__name__}{hint}")
-    if not str(source).strip():
-        raise UsageError(f"SOURCE {str(source)!r} is empty; accepted: {SOURCE_FORMS}")
+    check_not_empty(source)
     _out_path(out)
 
 

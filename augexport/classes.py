@@ -106,7 +106,8 @@ def check_label_names(class_names: Sequence[str], where: str) -> None:
     seen: dict[str, str] = {}
     for name in class_names:
         if any(ch in name for ch in "\n\r\x00"):
-            raise UsageError(f"{where}: the class name {name!r} has a line break; accepted: names on one line")
+            raise UsageError(f"{where}: the class name {name!r} has a line break or NUL; accepted: names on one "
+                             "line")
         if not name.strip():
             raise UsageError(f"{where}: the class name {name!r} is blank; TFDS would drop it and shift "
                              "every later label")

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from .errors import AugexportError, Interrupted, UsageError
-from .quiet import set_verbose
+from .quiet import mark_cli, set_verbose
 
 # Shared option groups (decorators), sqlite-utils style.
 
@@ -177,6 +177,7 @@ class _Main(click.Group):
     a loop of symbolic links) is the user's mistake, exit 2 naming it, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        mark_cli()
         try:
             return super().invoke(ctx)
         except OSError as exc:
@@ -392,11 +393,8 @@ def compare(paths: tuple[str, ...], quiet: bool, **kw: Any) -> None:
         _fail(exc)
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        from .compare import MARKER
-
-        held = os.path.exists(os.path.join(paths[-1], MARKER))
-        click.echo("Interrupted: " + ("OUT holds a partial comparison; rerun with --overwrite." if held else
-                                      "nothing was written."), err=True)
+        click.echo("Interrupted: " + ("OUT holds a partial comparison; rerun with --overwrite." if
+                                      getattr(exc, "compare_partial", False) else "OUT is as it was."), err=True)
         _exit_now(128 + int(signum))
     click.echo(result.summary())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -182,12 +183,16 @@ def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
 def _open_pil(image_module: Any, data: bytes) -> Any:
     """Image.open without PIL's own bomb check, which refuses twice its MAX_IMAGE_PIXELS (~179 Mpx)
     whatever --max-pixels says: opening reads only the header, and --max-pixels is checked next."""
-    previous = image_module.MAX_IMAGE_PIXELS
-    image_module.MAX_IMAGE_PIXELS = None
-    try:
-        return image_module.open(io.BytesIO(data), formats=_raster_formats(image_module))
-    finally:
-        image_module.MAX_IMAGE_PIXELS = previous
+    with _PIL_LIMIT:  # a process-wide setting: one thread at a time changes and restores it
+        previous = image_module.MAX_IMAGE_PIXELS
+        image_module.MAX_IMAGE_PIXELS = None
+        try:
+            return image_module.open(io.BytesIO(data), formats=_raster_formats(image_module))
+        finally:
+            image_module.MAX_IMAGE_PIXELS = previous
+
+
+_PIL_LIMIT = threading.Lock()
 
 
 # PIL renders EPS with a Ghostscript subprocess where one is installed: untrusted PostScript must

@@ -279,7 +279,10 @@ def _unguarded_script_hint(ctx: Any) -> str:
     """A spawned worker imports the caller's main script again: one that calls augexport at its top
     level, with no `if __name__ == "__main__":` guard, kills every worker as it starts."""
     main = sys.modules.get("__main__")
-    if ctx.get_start_method() != "spawn" or not getattr(main, "__file__", None):
+    spec = getattr(main, "__spec__", None)
+    if ctx.get_start_method() != "spawn" or not getattr(main, "__file__", None) or \
+            (spec is not None and spec.name.startswith("augexport")) or \
+            os.path.basename(main.__file__) == "augexport":  # type: ignore[union-attr]  # the CLI itself
         return ""
     return (f", or {os.path.basename(main.__file__)} calls augexport at its top level: spawned workers import it "  # type: ignore[union-attr]
             'again, so put the call under `if __name__ == "__main__":`')

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from .errors import UsageError
-from .quiet import verbose
+from .quiet import quiet_libraries
 
 _URL_RE = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.I)
 # the packages fsspec needs per protocol, as pip names (augexport[remote] has the first two)
@@ -67,7 +67,7 @@ def open_fs(url: str, what: str) -> tuple[Any, str]:
     except ImportError:
         raise UsageError(f"{what}: URLs need fsspec, which is not installed: {REMOTE_EXTRA}") from None
     proto = scheme(url) or ""
-    if not verbose():  # gcsfs logs every retry's traceback; the failure is augexport's one message
+    if quiet_libraries():  # gcsfs logs every retry's traceback; the failure is augexport's one message
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
@@ -91,7 +91,9 @@ def _first_line(exc: BaseException) -> str:
 def explain(exc: BaseException) -> str:
     """What a storage error means for the user: credentials, endpoint, bucket, permission."""
     name = type(exc).__name__
-    kinds = {c.__name__ for c in type(exc).__mro__}  # aiohttp's ClientConnectorDNSError is a ClientConnectorError
+    # a library's subclasses count as their base (aiohttp's ClientConnectorDNSError is a
+    # ClientConnectorError); a builtin only by its own name (BrokenPipeError is no unreachable endpoint)
+    kinds = {name} | {c.__name__ for c in type(exc).__mro__ if c.__module__ != "builtins"}
     if kinds & {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError", "RefreshError"}:
         return (f"no credentials ({_first_line(exc)}): set them in the environment (AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE; for gs:// the application-default credentials, "

@@ -244,11 +244,15 @@ def _flag_for(path: str, flags: Mapping[str, Any], config: str | Path | None) ->
     m = re.match(r"stages\[0\]\.keras\.(\w+)(.*)$", path)
     if m and not config and isinstance(flags.get("stages"), list) and m.group(1) in flags["stages"][0].get("keras", {}):
         return "--" + m.group(1).replace("_", "-"), m.group(2)
-    m = re.match(r"mix\.(\w+)(.*)$", path)
-    if m and isinstance(flags.get("mix"), dict) and m.group(1) in _MIX_FLAGS:
+    m = re.match(r"mix(?:\[(\d+)\])?\.(\w+)(.*)$", path)  # mix.p, or mix[1].p of a chain
+    mix = flags.get("mix")
+    if m and m.group(2) in _MIX_FLAGS and isinstance(mix, (dict, list)):
+        index, key = int(m.group(1) or 0), m.group(2)
+        given = mix[index] if isinstance(mix, list) and index < len(mix) else mix
         base = (load_spec_file(config).get("mix") or {}) if config else {}
-        if not isinstance(base, Mapping) or base.get(m.group(1)) != flags["mix"].get(m.group(1)):
-            return _MIX_FLAGS[m.group(1)], m.group(2)
+        base = base[index] if isinstance(base, list) and index < len(base) else base
+        if isinstance(given, Mapping) and (not isinstance(base, Mapping) or base.get(key) != given.get(key)):
+            return _MIX_FLAGS[key], m.group(3)
         return None
     m = re.match(r"(\w+)(.*)$", path)
     if m and m.group(1) in _TOP_FLAGS and flags.get(m.group(1)) is not None:

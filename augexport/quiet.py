@@ -30,6 +30,20 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
+_CLI = False  # the augexport command runs in this process: its terminal is augexport's alone
+
+
+def mark_cli() -> None:
+    global _CLI
+    _CLI = True
+
+
+def quiet_libraries() -> bool:
+    """Whether third-party loggers may be turned down: in the CLI's own process, unless verbose.
+    A library caller's logging configuration is its own."""
+    return _CLI and not verbose()
+
+
 def set_verbose(on: bool) -> None:
     """What `--verbose` does: third-party output is shown from here on (also in child processes)."""
     if on:

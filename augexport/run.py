@@ -160,10 +160,8 @@ class ExportRun:
             with self.outdir.lock():
                 return self._locked()
         except BaseException as exc:
-            if created is not None and not [e for e in self.outdir.entries() if not is_spool(e)]:
-                self.outdir.remove_root()  # an OUT this run made, still empty: the filesystem as it was
-                if not self.outdir.remote:
-                    remove_made_parents(Path(self.outdir.location), created)
+            if created is not None:
+                self._remove_made_out(created)
             if isinstance(exc, OSError):  # OUT stopped being writable (a full disk, a vanished mount)
                 raise ExportFailed(f"cannot write in {self.out}: {exc.strerror or exc}; nothing was finalized") from None
             raise
@@ -204,6 +202,17 @@ class ExportRun:
             inside = _inside(self.outdir.location, local_path(self.source))
         if inside:
             raise UsageError(f"OUT {self.out} is inside SOURCE {self.source}; SOURCE is read-only: choose another OUT")
+
+    def _remove_made_out(self, created: Path) -> None:
+        """An OUT this run made, still empty, goes: the filesystem as it was. A mount gone bad
+        meanwhile (EIO) leaves it; the run's own error says what happened."""
+        try:
+            if not [e for e in self.outdir.entries() if not is_spool(e)]:
+                self.outdir.remove_root()
+                if not self.outdir.remote:
+                    remove_made_parents(Path(self.outdir.location), created)
+        except OSError:
+            pass
 
     def _locked(self) -> ExportResult:
         opts = self.options

@@ -301,3 +301,24 @@ def test_a_split_with_no_readable_record_fails_naming_it(tmp_path: Path) -> None
             (src / cls / f"{i}.png").write_bytes(b"")  # every image unreadable
     res = run_cli("compare", src, tmp_path / "out", "--val-fraction", "0.5", *TINY)
     assert res.exit_code == 1 and "split 'val'" in res.output and "has no readable record" in res.output, res.output
+
+
+def test_an_interrupt_while_the_source_is_read_into_out_puts_out_back(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from augexport.compare.experiment import Experiment
+
+    src = make_class_folder(tmp_path / "src", {"a": 2, "b": 2})
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / ".augexport-compare").write_text("x")
+    (earlier / "compare.json").write_text('{"earlier": true}')
+
+    def interrupted(self: Experiment, listing: object = None) -> None:
+        (self.out / "split").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Experiment, "prepare", interrupted)
+    res = CliRunner().invoke(main, ["compare", str(src), str(earlier), "--overwrite", "--quiet"])
+    assert res.exit_code == 130 and "Interrupted: OUT is as it was." in res.output, res.output
+    assert sorted(p.name for p in earlier.iterdir()) == [".augexport-compare", "compare.json"]
+    assert (earlier / "compare.json").read_text() == '{"earlier": true}'

@@ -216,6 +216,8 @@ def test_class_names_that_would_break_the_output_are_refused(tmp_path: Path) -> 
     with pytest.raises(UsageError, match="classes 'a b' and 'a_b' would share the image folder 'a_b'"):
         augexport.export_arrays(x, y, out, class_names=["a b", "a_b", "c"], fmt="both")
     augexport.export_arrays(x, y, tmp_path / "shards", class_names=["a b", "a_b", "c"])  # no image folders: fine
+    augexport.export_arrays(x, y, tmp_path / "keys", class_names={"x": 0, "y": 1, "z": 2}.keys())  # ordered: fine
+    assert manifest(tmp_path / "keys")["class_names"] == ["x", "y", "z"]
     with pytest.raises(UsageError, match="y is not accepted"):
         augexport.export_arrays(x, [[0], [1, 2], [0], [1], [2], [0]], out)
     assert not out.exists()

@@ -290,5 +290,14 @@ def test_storage_errors_are_explained_by_their_kind_and_libraries_stay_quiet(mon
     assert explain(type("InvalidGrant", (refresh,), {})("bad token")).startswith("no credentials")
     monkeypatch.delenv("AUGEXPORT_VERBOSE", raising=False)
     pytest.importorskip("s3fs")
+    from augexport import quiet
+
+    for name in ("gcsfs", "botocore"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    monkeypatch.setattr(quiet, "_CLI", False)
+    open_fs("s3://bucket/x", "OUT s3://bucket/x")  # a library caller's logging is its own
+    assert logging.getLogger("gcsfs").level == logging.getLogger("botocore").level == logging.NOTSET
+    monkeypatch.setattr(quiet, "_CLI", True)  # the CLI's terminal shows augexport's message alone
     open_fs("s3://bucket/x", "OUT s3://bucket/x")
     assert logging.getLogger("gcsfs").level == logging.getLogger("botocore").level == logging.CRITICAL
+    assert explain(BrokenPipeError(32, "Broken pipe")).startswith("BrokenPipeError")  # a builtin by its own name

@@ -180,6 +180,14 @@ def test_an_os_error_inside_the_run_leaves_no_out_it_made(tmp_path: Path, monkey
     with pytest.raises(ExportFailed):
         api.export(str(src), tmp_path / "kept", workers=1)
     assert (tmp_path / "kept").is_dir()  # an OUT that was there stays
+    from augexport.outdir import OutDir
+
+    def dead_mount(self: OutDir) -> list[str]:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(OutDir, "entries", dead_mount)  # the clean-up cannot look: the run's error still shows
+    with pytest.raises(ExportFailed, match="No space left on device; nothing was finalized"):
+        api.export(str(src), tmp_path / "gone" / "out", workers=1)
 
 
 def test_an_empty_source_is_named_not_taken_for_the_current_folder(tmp_path: Path) -> None:

@@ -304,3 +304,25 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
     assert res.returncode != 0
     assert 'unguarded.py calls augexport at its top level' in res.stderr, res.stderr[-2000:]
     assert "augexport was called while a worker process imported the main script" in res.stderr  # the worker's own
+
+
+def test_the_guard_hint_is_never_given_to_the_cli_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI spawns its workers too (tfds:, object stores, TensorFlow loaded): a worker killed
+    there is not an unguarded script."""
+    import types
+
+    from augexport.engine import _unguarded_script_hint
+
+    class Spawn:
+        def get_start_method(self) -> str:
+            return "spawn"
+
+    script = types.ModuleType("__main__")
+    script.__file__ = "/home/me/train.py"
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    assert "train.py calls augexport at its top level" in _unguarded_script_hint(Spawn())
+    script.__file__ = "/venv/bin/augexport"  # the console script
+    assert _unguarded_script_hint(Spawn()) == ""
+    script.__file__ = str(ROOT / "augexport" / "__main__.py")  # python -m augexport
+    script.__spec__ = types.SimpleNamespace(name="augexport.__main__")
+    assert _unguarded_script_hint(Spawn()) == ""

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..classes import MAX_COPIES
-from ..errors import UsageError
+from ..errors import Interrupted, UsageError
 from ..pipeline import parse_image_size
+from ..sources.open import check_not_empty
 from ..targets import make_out_dir, remove_made_parents, resolved
 from .split import DIGITS, split_items
 
@@ -261,9 +262,8 @@ def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str]
 
     if source is None:
         source = DIGITS
-    elif not str(source).strip():
-        raise UsageError(f"SOURCE {str(source)!r} is empty; accepted: a class-folder directory, tfds:NAME, or no "
-                         f"SOURCE for {DIGITS}")
+    else:
+        check_not_empty(source, f"a class-folder directory, tfds:NAME, or no SOURCE for {DIGITS}")
     if source == DIGITS and train_per_class is None:
         train_per_class = DIGITS_TRAIN_PER_CLASS
     check_settings(epochs, repeats, val_fraction, train_per_class, batch_size, filters, learning_rate, copies, workers)
@@ -290,14 +290,18 @@ def run_compare(source: str | None, out: str | Path, *, pipelines: Sequence[str]
                      check_classes=lambda names: check_variant_classes(variants, variant_pipelines, names))
     try:
         exp.prepare(listing)
-    except UsageError:  # the digits or a TFDS split, read into OUT, that cannot be split: OUT as it was
+    except BaseException:  # the digits or a TFDS split, read into OUT, cannot be split (or Ctrl-C): OUT as it was
         undo_out(state)
         raise
     settle_out(state)
-    exp.export_all()
-    exp.train_all(epochs=epochs, repeats=repeats, batch_size=batch_size, filters=filters,
-                  learning_rate=learning_rate, progress=progress)
-    report, table = exp.write_report(round(time.perf_counter() - t0, 1))
+    try:
+        exp.export_all()
+        exp.train_all(epochs=epochs, repeats=repeats, batch_size=batch_size, filters=filters,
+                      learning_rate=learning_rate, progress=progress)
+        report, table = exp.write_report(round(time.perf_counter() - t0, 1))
+    except (KeyboardInterrupt, Interrupted) as exc:
+        exc.compare_partial = True  # type: ignore[attr-defined]  # what the CLI tells the user
+        raise
     return CompareResult(out, report, table)
 
 

@@ -272,9 +272,11 @@ def class_names_for(given: Sequence[str] | str | None, stored: Any, labels: np.n
     """--class-names (a list or `a,b,c`), else the npz's `class_names` array, else "0".."C-1"."""
     if isinstance(given, str):
         given = [n.strip() for n in given.split(",")]
-    elif given is not None and not isinstance(given, (list, tuple, np.ndarray)):  # a set's order is not fixed
-        raise UsageError(f"class_names {type(given).__name__} is not accepted; accepted: a list or tuple of names, "
-                         "or 'a,b,c' text")
+    elif given is not None:
+        if isinstance(given, (set, frozenset, bytes)) or not hasattr(given, "__iter__"):  # a set's order drifts
+            raise UsageError(f"class_names {type(given).__name__} is not accepted; accepted: an ordered sequence "
+                             "of names (a list, a tuple), or 'a,b,c' text")
+        given = list(given)
     flag = "--class-names" if given is not None else "the npz's class_names array"
     names = [_name(n) for n in given] if given is not None else (
         [_name(n) for n in np.asarray(stored).reshape(-1).tolist()] if stored is not None else None)

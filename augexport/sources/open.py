@@ -28,14 +28,19 @@ def check_tfds_flags(source: str, split: str | None, data_dir: str | None) -> No
 SOURCE_FORMS = "a folder of class folders, tfds:NAME, npz:FILE, npy:X.npy,Y.npy or a URL"
 
 
+def check_not_empty(source: Any, accepted: str = SOURCE_FORMS) -> None:
+    """An empty SOURCE is a mistake, not the current folder (which Path("") is)."""
+    if not str(source).strip():
+        raise UsageError(f"SOURCE {str(source)!r} is empty; accepted: {accepted}")
+
+
 def open_source(source: str, *, labels: str | None = None, name: str | None = None, split: str | None = None,
                 data_dir: str | None = None, image_key: str | None = None, label_key: str | None = None,
                 spool_dir: str | os.PathLike[str] | None = None, arrays: dict[str, Any] | None = None) -> SourceListing:
     """List SOURCE. tfds: sources spill their encoded images into `spool_dir` (export passes OUT, so
     nothing is written outside it; `SourceListing.release()` removes the spill), as array sources
     do when they need a C-ordered copy. `arrays`: the fields of `ArrayOptions` (keys, class names, ...)."""
-    if not str(source).strip():  # Path("") is the current folder
-        raise UsageError(f"SOURCE {str(source)!r} is empty; accepted: {SOURCE_FORMS}")
+    check_not_empty(source)
     if is_array_source(source):
         if image_key or label_key:
             raise UsageError("--image-key/--label-key apply to tfds: sources only; array sources take --x-key/--y-key")
