@@ -162,8 +162,11 @@ class OutDir:
         f.close()
 
     def discard_new(self, f: BinaryIO) -> None:
-        """Close a file from `open_new` that is given up (its name is unlinked by the caller)."""
-        f.close()
+        """Close a file from `open_new` that is given up (its name is unlinked by the caller). On a
+        full disk the close's flush fails again; the file is closed all the same, and its name
+        must still go."""
+        with contextlib.suppress(OSError):
+            f.close()
 
     def put(self, name: str, data: bytes) -> None:
         """A file complete or absent under `name` (temporary sibling, rename), without fsync:
@@ -178,11 +181,16 @@ class OutDir:
         """Write via a temporary sibling, fsync, rename: `name` is complete or absent."""
         parent, _, base = name.rpartition("/")
         tmp = f"{parent}/{temp_name(base)}" if parent else temp_name(base)
-        with self.open_new(tmp) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        self.rename(tmp, name)
+        try:
+            with self.open_new(tmp) as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            self.rename(tmp, name)
+        except OSError:  # a full disk: no half-written sibling stays behind
+            with contextlib.suppress(OSError):
+                self.unlink(tmp)
+            raise
 
     def rename(self, src: str, dst: str) -> None:
         """Atomic rename inside OUT (a link at `dst` is replaced, never followed)."""

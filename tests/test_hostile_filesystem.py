@@ -197,3 +197,51 @@ def test_postscript_is_never_handed_to_ghostscript() -> None:
         assert img.format == "EPS"  # what PIL alone would do with it
     with pytest.raises(DecodeError, match="not a readable image"):
         codec.decode(eps)
+
+
+def test_a_full_disk_leaves_no_temporary_shards_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On ENOSPC the abort closed the open shard first, whose flush failed again: every temporary
+    shard stayed, filling the disk, while the journal that could have used them was removed."""
+    import errno
+    import io
+
+    from augexport import api
+    from augexport.errors import ExportFailed
+    from augexport.outdir import OutDir
+
+    budget = [60_000]
+
+    class Full(io.RawIOBase):
+        def __init__(self, raw: io.BufferedWriter) -> None:
+            self.raw = raw
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: object) -> int:
+            data = bytes(b)  # type: ignore[call-overload]
+            if budget[0] < len(data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            budget[0] -= len(data)
+            return self.raw.write(data)
+
+        def fileno(self) -> int:
+            return self.raw.fileno()
+
+        def close(self) -> None:
+            self.raw.close()
+            super().close()
+
+    real = OutDir.open_new
+
+    def open_new(self: OutDir, name: str) -> object:
+        f = real(self, name)
+        return io.BufferedWriter(Full(f), buffer_size=8192) if ".tfrecord" in name else f
+
+    monkeypatch.setattr(OutDir, "open_new", open_new)
+    src = make_class_folder(tmp_path / "src", {"a": 12, "b": 12}, size=(48, 64))
+    out = tmp_path / "out"
+    with pytest.raises(ExportFailed, match="No space left on device"):
+        api.export(str(src), out, workers=1, shard_size="16KiB", encoding="png", copies=2,
+                   overrides={"stages": [{"cutout": {}}]})
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == [], sorted(p.name for p in out.iterdir())

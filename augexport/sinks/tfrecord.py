@@ -143,13 +143,19 @@ class ShardWriter:
     def abort(self, keep_finished: bool = False) -> None:
         """Remove the temporary shards (a failed run leaves nothing that looks finished). With
         `keep_finished`, closed shards stay for `--resume`; only the one being written goes."""
+        doomed = [] if keep_finished else [info.file for info in self.done]
         if self._open_shard is not None:
             self.outdir.discard_new(self._open_shard.raw)
             self._open_shard = None
-            self.outdir.unlink(self.names.temp_shard(self._index))
-        if not keep_finished:
-            for info in self.done:
-                self.outdir.unlink(info.file)
+            doomed.insert(0, self.names.temp_shard(self._index))
+        failed: OSError | None = None
+        for name in doomed:  # each one tried: one that cannot go must not keep the others
+            try:
+                self.outdir.unlink(name)
+            except OSError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
 
 def rename_final(outdir: OutDir, names: SplitNames, infos: list[ShardInfo]) -> list[ShardInfo]:
