@@ -32,6 +32,7 @@ from .fs import is_url, local_path, open_fs
 from .manifest import FORMAT_VERSION, read_manifest, write_manifest
 from .naming import (
     MANIFEST,
+    TFDS_METADATA,
     SplitNames,
     class_dir_clash,
     colliding_ids,
@@ -511,6 +512,12 @@ class ExportRun:
         try:
             if self.out_plan.manifest is None and self.outdir.exists(MANIFEST):
                 self.outdir.unlink(MANIFEST)
+            self.outdir.unlink(self.names.errors_file)
+            if self.out_plan.manifest is None:  # the TFDS metadata agrees with the manifest in OUT again
+                for name in TFDS_METADATA:
+                    self.outdir.unlink(name)
+            else:
+                write_metadata(self.outdir, self.out_plan.manifest)
             for i, info in enumerate(closed):
                 final = self.names.shard(i, total)
                 if self.outdir.exists(final) and not self.outdir.exists(info.file):

@@ -245,3 +245,40 @@ def test_a_full_disk_leaves_no_temporary_shards_behind(tmp_path: Path, monkeypat
         api.export(str(src), out, workers=1, shard_size="16KiB", encoding="png", copies=2,
                    overrides={"stages": [{"cutout": {}}]})
     assert not out.exists() or sorted(p.name for p in out.iterdir()) == [], sorted(p.name for p in out.iterdir())
+
+
+def test_a_failed_finalize_leaves_metadata_that_agrees_with_the_manifest(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write error at the manifest (the last write) left dataset_info.json describing the new
+    split, whose shards were renamed back to temporary names; a fresh OUT kept final-named metadata
+    with no manifest."""
+    import errno
+
+    from augexport import api, run
+    from augexport.errors import ExportFailed
+
+    src = make_class_folder(tmp_path / "src", {"a": 3, "b": 3})
+    out = tmp_path / "out"
+    api.export(str(src), out, workers=1)
+    before = {name: (out / name).read_bytes() for name in ("dataset_info.json", "features.json", "label.labels.txt")}
+
+    def full(outdir: object, manifest: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run, "write_manifest", full)
+    with pytest.raises(ExportFailed, match="write error while finalizing"):
+        api.export(str(src), out, workers=1, split="val")
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert not (out / "errors-val.jsonl").exists()
+    monkeypatch.undo()
+    res = RUNNER.invoke(main, ["inspect", str(out), "--verify"])  # only the interrupted run is a problem
+    assert res.exit_code == 1 and "1 problem(s)" in res.output and "dataset_info" not in res.output, res.output
+    monkeypatch.setattr(run, "write_manifest", full)
+    with pytest.raises(ExportFailed):
+        api.export(str(src), tmp_path / "fresh", workers=1)
+    left = sorted(p.name for p in (tmp_path / "fresh").iterdir())
+    assert not set(left) & {"dataset_info.json", "features.json", "label.labels.txt", "errors-train.jsonl"}, left
+    monkeypatch.undo()
+    res = RUNNER.invoke(main, ["export", str(src), str(tmp_path / "fresh"), "--resume", "--workers", "1"])
+    assert res.exit_code == 0, res.output  # the journal stayed: --resume completes it
+    assert RUNNER.invoke(main, ["inspect", str(tmp_path / "fresh"), "--verify"]).exit_code == 0
