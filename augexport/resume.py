@@ -127,9 +127,12 @@ def is_output_name(name: Any) -> bool:
     return bool(sep and dash and is_plain_name(name)) and SplitNames(dataset, split).is_shard(name)
 
 
-def read_journal(outdir: OutDir, names: SplitNames, num_classes: int) -> dict[str, Any] | None:
+def read_journal(outdir: OutDir, names: SplitNames, num_classes: int, identity: dict[str, Any]) -> dict[str, Any] | None:
     """The journal's data when it is well-formed; None when absent, unreadable or malformed (the run
-    then starts over: nothing in it can be trusted)."""
+    then starts over: nothing in it can be trusted). A journal of another configuration or source
+    is a usage error naming what differs, checked before its shard entries: those are judged by
+    this run's dataset name and classes, so another --name or a class added would only make them
+    look malformed, and the interrupted run would be dropped in silence."""
     try:
         data = json.loads(outdir.read_bytes(names.journal, MAX_JOURNAL_BYTES))
     except (OSError, ValueError, RecursionError):
@@ -137,6 +140,7 @@ def read_journal(outdir: OutDir, names: SplitNames, num_classes: int) -> dict[st
     if not (isinstance(data, dict) and isinstance(data.get("identity"), dict) and isinstance(data.get("shards"), list)
             and isinstance(data.get("replaces", []), list) and isinstance(data.get("extends", True), bool)):
         return None
+    _check_identity(outdir, names, data["identity"], identity)
     if not all(_valid_entry(e, names, num_classes) for e in data["shards"]):
         return None
     if not all(is_output_name(n) for n in data.get("replaces", [])):
@@ -172,16 +176,19 @@ def _what_changed(key: str, then: Any, now: Any) -> str:
     return what
 
 
-def load_for_resume(outdir: OutDir, names: SplitNames, identity: dict[str, Any], data: dict[str, Any]) -> ResumeState:
-    """Finished shards that still verify, the last planned index they cover, and the saved counters
-    (`data`: the journal, from `read_journal`). A journal from another configuration or source is a
-    usage error that names what differs."""
-    old = data["identity"]
+def _check_identity(outdir: OutDir, names: SplitNames, old: dict[str, Any], identity: dict[str, Any]) -> None:
     if old != identity:
         changed = [_what_changed(k, old.get(k), identity.get(k))
                    for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
         raise UsageError(f"--resume: OUT {outdir} holds an interrupted run of split {names.split!r} with a different "
                          f"{'; '.join(changed)}; rerun with the original arguments, or use --overwrite to start over")
+
+
+def load_for_resume(outdir: OutDir, names: SplitNames, identity: dict[str, Any], data: dict[str, Any]) -> ResumeState:
+    """Finished shards that still verify, the last planned index they cover, and the saved counters
+    (`data`: the journal, from `read_journal`). A journal from another configuration or source is a
+    usage error that names what differs."""
+    _check_identity(outdir, names, data["identity"], identity)
     state = ResumeState()
     for entry in data["shards"]:
         if not outdir.exists(entry["file"]):
@@ -198,9 +205,33 @@ def load_for_resume(outdir: OutDir, names: SplitNames, identity: dict[str, Any],
     return state
 
 
-def resumed_plan(outdir: OutDir, data: dict[str, Any]) -> OutPlan:
-    """The OUT plan an interrupted run recorded in its journal (its manifest re-read from OUT)."""
-    return OutPlan(read_manifest(outdir) if data.get("extends", True) else None, list(data.get("replaces", [])))
+def resumed_plan(outdir: OutDir, data: dict[str, Any], names: SplitNames, class_names: list[str], channels: int,
+                 encoding: str) -> OutPlan:
+    """The OUT plan an interrupted run recorded in its journal, against the manifest in OUT now:
+    other runs may have written it since (another split finished, the whole output replaced).
+    The split joins that manifest only where it still fits, as a new split must."""
+    replaces = list(data.get("replaces", []))
+    extends = data.get("extends", True)
+    if not extends and replaces:  # it replaces the whole output it found: that manifest goes
+        return OutPlan(None, replaces)
+    manifest = read_manifest(outdir)
+    if manifest is None:
+        return OutPlan(None, replaces)
+    if not _compatible(manifest, names, class_names, channels, encoding):
+        raise UsageError(
+            f"--resume: OUT {outdir} now holds dataset {manifest.get('name')!r} with classes "
+            f"{manifest.get('class_names')}, {_channels(manifest.get('channels'))}, {manifest.get('encoding')}, "
+            f"written since split {names.split!r} was interrupted; that split ({names.dataset!r}, {class_names}, "
+            f"{_channels(channels)}, {encoding}) cannot join it: rerun without --resume, with --overwrite to "
+            "replace the whole output, or export into another OUT")
+    return OutPlan(manifest, replaces)
+
+
+def _compatible(manifest: dict[str, Any], names: SplitNames, class_names: list[str], channels: int,
+                encoding: str) -> bool:
+    """A split of this run can sit in `manifest`'s dataset: one name, classes, channels, encoding."""
+    return (manifest.get("class_names") == class_names and manifest.get("name") == names.dataset
+            and manifest.get("channels") == channels and manifest.get("encoding") == encoding)
 
 
 # -- OUT policy --------------------------------------------------------------------------------
@@ -252,9 +283,7 @@ def plan_out(outdir: OutDir, names: SplitNames, class_names: list[str], channels
     split = names.split
     if split in manifest["splits"] and not overwrite:
         raise UsageError(f"OUT {outdir} already has split {split!r}; pass --overwrite to replace it (or --split NAME for another)")
-    same = (manifest.get("class_names") == class_names and manifest.get("name") == names.dataset
-            and manifest.get("channels") == channels and manifest.get("encoding") == encoding)
-    if same:
+    if _compatible(manifest, names, class_names, channels, encoding):
         return OutPlan(manifest, split_files(manifest, split) if split in manifest["splits"] else [])
     if not overwrite:
         raise UsageError(

@@ -232,7 +232,8 @@ class ExportRun:
             if is_spool(stale) and stale != self.listing.spool_name:
                 self.outdir.remove(stale)  # left by a killed run
         self.identity = self._identity()
-        journal = read_journal(self.outdir, self.names, len(self.listing.class_names)) if opts.resume else None
+        journal = read_journal(self.outdir, self.names, len(self.listing.class_names), self.identity) \
+            if opts.resume else None
         if journal is None:
             done = self._already_done()
             if done is not None:
@@ -243,7 +244,8 @@ class ExportRun:
                 resumable=opts.runner != "beam")
         else:
             state = load_for_resume(self.outdir, self.names, self.identity, journal)
-            plan = resumed_plan(self.outdir, journal)
+            plan = resumed_plan(self.outdir, journal, self.names, self.listing.class_names, opts.channels,
+                                opts.encoding)
         return self._write(state, plan, resuming=journal is not None)
 
     def _plan(self, listing: SourceListing) -> CopyPlan:

@@ -17,6 +17,7 @@ from augexport.errors import ExportFailed
 from augexport.naming import TEMP_LABELS_FILE
 from augexport.outdir import OutDir
 from tests.conftest import make_class_folder
+from tests.helpers import manifest
 
 KW: dict[str, Any] = dict(workers=1, fmt="both", shard_size="4KiB", overrides={"copies": 2, "stages": [{"cutout": {}}]})
 
@@ -297,3 +298,50 @@ def test_a_failed_finalize_of_an_overwrite_does_not_claim_nothing_changed(tmp_pa
     api.export(str(src), out, resume=True, **new)
     api.export(str(src), tmp_path / "clean", **new)
     assert _all_files(out) == _all_files(tmp_path / "clean")
+
+
+def _interrupted(src: Path, out: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> None:
+    """An export into OUT stopped by a Ctrl-C as its third shard is journaled."""
+    with monkeypatch.context() as m:
+        _interrupt_at_shard(m, 3)
+        with pytest.raises(KeyboardInterrupt):
+            api.export(str(src), out, **{**KW, **kw})
+
+
+def test_resume_with_another_name_or_another_class_set_is_refused_naming_it(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal's entries were judged by this run's --name and classes: they looked malformed,
+    the interrupted run was dropped in silence and its temporary shards stayed for good."""
+    src = make_class_folder(tmp_path / "src", {"a": 6, "b": 6})
+    out = tmp_path / "out"
+    _interrupted(src, out, monkeypatch)
+    kept = sorted(p.name for p in out.iterdir())
+    with pytest.raises(api.UsageError, match=r"different --name \('src' then, 'other' now\)"):
+        api.export(str(src), out, resume=True, name="other", **KW)
+    make_class_folder(src, {"emu": 2})
+    with pytest.raises(api.UsageError, match=r"different SOURCE contents"):
+        api.export(str(src), out, resume=True, **KW)
+    assert sorted(p.name for p in out.iterdir()) == kept  # the interrupted run is still there to resume
+
+
+def test_a_resumed_split_joins_the_manifest_in_out_now_or_is_refused(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A split interrupted in an empty OUT, resumed after train finished there, wrote a manifest
+    of itself alone (train lost); one interrupted beside train, resumed after --overwrite replaced
+    the whole output with other classes, joined a manifest its labels do not fit."""
+    src = make_class_folder(tmp_path / "src", {"a": 6, "b": 6})
+    out = tmp_path / "out"
+    _interrupted(src, out, monkeypatch, split="val")
+    api.export(str(src), out, overwrite=True, **KW)  # train, beside the interrupted val
+    api.export(str(src), out, resume=True, split="val", **KW)
+    assert sorted(manifest(out)["splits"]) == ["train", "val"]
+    assert CliRunner().invoke(main, ["inspect", str(out), "--verify"]).exit_code == 0
+    other = make_class_folder(tmp_path / "other", {"x": 6, "y": 6, "z": 2})
+    out2 = tmp_path / "out2"
+    api.export(str(src), out2, **KW)
+    _interrupted(src, out2, monkeypatch, split="val")
+    api.export(str(other), out2, overwrite=True, name="src", **KW)  # the whole output, classes x, y, z
+    with pytest.raises(api.UsageError, match=r"now holds dataset 'src' with classes \['x', 'y', 'z'\].*cannot join"):
+        api.export(str(src), out2, resume=True, split="val", **KW)
+    res = CliRunner().invoke(main, ["inspect", str(out2), "--verify"])  # only the interrupted val is named
+    assert res.exit_code == 1 and "1 problem(s)" in res.output and ".augexport-progress-val.json" in res.output
