@@ -176,10 +176,15 @@ def _what_changed(key: str, then: Any, now: Any) -> str:
     return what
 
 
+def describe_changes(old: dict[str, Any], identity: dict[str, Any]) -> list[str]:
+    """What differs between two identities (or the part of one a manifest entry shows), as the user gave it."""
+    return [_what_changed(k, old.get(k), identity.get(k))
+            for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
+
+
 def _check_identity(outdir: OutDir, names: SplitNames, old: dict[str, Any], identity: dict[str, Any]) -> None:
     if old != identity:
-        changed = [_what_changed(k, old.get(k), identity.get(k))
-                   for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
+        changed = describe_changes(old, identity)
         raise UsageError(f"--resume: OUT {outdir} holds an interrupted run of split {names.split!r} with a different "
                          f"{'; '.join(changed)}; rerun with the original arguments, or use --overwrite to start over")
 

@@ -55,6 +55,7 @@ from .resume import (
     OutPlan,
     ResumeState,
     adopt_images,
+    describe_changes,
     identity_key,
     load_for_resume,
     plan_out,
@@ -277,8 +278,14 @@ class ExportRun:
         if done is None:
             return None
         if done.get("identity") != identity_key(self.identity):
-            raise UsageError(f"--resume: split {self.names.split!r} in {self.out} was written with other arguments or "
-                             "another source; use --overwrite to replace it")
+            shown = {"pipeline": done.get("pipeline"), "format": done.get("format"), "encoding": done.get("encoding"),
+                     "quality": done.get("quality"), "compression": done.get("compression"),
+                     "shuffle": done.get("shuffle"), "source": done.get("source", {}).get("location"),
+                     "fingerprint": done.get("source", {}).get("fingerprint")}  # what the entry records
+            changed = describe_changes(shown, {k: self.identity.get(k) for k in shown})
+            raise UsageError(f"--resume: split {self.names.split!r} in {self.out} was written with "
+                             f"{'a different ' + '; '.join(changed) if changed else 'other arguments or another source'}"
+                             "; use --overwrite to replace it")
         c = done["counts"]
         return ExportResult(self.out, self.names.split, c["source"], c["written"], c["skipped"], 0.0, done["shards"],
                             describe(done.get("timings", {})))

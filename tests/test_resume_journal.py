@@ -345,3 +345,13 @@ def test_a_resumed_split_joins_the_manifest_in_out_now_or_is_refused(tmp_path: P
         api.export(str(src), out2, resume=True, split="val", **KW)
     res = CliRunner().invoke(main, ["inspect", str(out2), "--verify"])  # only the interrupted val is named
     assert res.exit_code == 1 and "1 problem(s)" in res.output and ".augexport-progress-val.json" in res.output
+
+
+def test_resume_of_a_finished_split_names_what_differs(tmp_path: Path) -> None:
+    src = make_class_folder(tmp_path / "src", {"a": 2, "b": 2})
+    api.export(str(src), tmp_path / "out", workers=1)
+    with pytest.raises(api.UsageError, match=r"written with a different --quality \(95 then, 80 now\)"):
+        api.export(str(src), tmp_path / "out", workers=1, resume=True, quality=80)
+    with pytest.raises(api.UsageError, match=r"written with other arguments or another source"):
+        api.export(str(src), tmp_path / "out", workers=1, resume=True, max_pixels=10**6)  # not in the manifest
+    assert api.export(str(src), tmp_path / "out", workers=1, resume=True).written == 4  # the same: nothing to do
