@@ -21,10 +21,12 @@ from .errors import UsageError
 from .manifest import UnreadableManifest, read_manifest, split_files
 from .naming import (
     IMAGES,
+    JOURNAL_PREFIX,
     LOCK,
     MANIFEST,
     TFDS_METADATA,
     SplitNames,
+    is_journal,
     is_plain_name,
     is_spool,
     is_temporary,
@@ -283,6 +285,12 @@ def plan_out(outdir: OutDir, names: SplitNames, class_names: list[str], channels
         outdir.remove(name)
     if manifest is None:
         if _foreign_entries(outdir, ignore) and not overwrite:
+            others = sorted(n[len(JOURNAL_PREFIX):-len(".json")] for n in outdir.entries()
+                            if is_journal(n) and n.endswith(".json"))
+            if others:  # what makes it non-empty is another split's interrupted run
+                raise UsageError(f"OUT {outdir} holds an interrupted run of split {others[0]!r} and no finished "
+                                 f"split yet; complete it first (the same command with --split {others[0]} "
+                                 "--resume), or pass --overwrite to replace everything")
             raise UsageError(f"OUT {outdir} is not empty and has no {MANIFEST}; pass --overwrite to write into it anyway")
         return OutPlan(None, [])
     split = names.split

@@ -332,6 +332,8 @@ def test_a_resumed_split_joins_the_manifest_in_out_now_or_is_refused(tmp_path: P
     src = make_class_folder(tmp_path / "src", {"a": 6, "b": 6})
     out = tmp_path / "out"
     _interrupted(src, out, monkeypatch, split="val")
+    with pytest.raises(api.UsageError, match="holds an interrupted run of split 'val' and no finished split yet"):
+        api.export(str(src), out, **KW)  # it said "not empty and has no augexport.json"
     api.export(str(src), out, overwrite=True, **KW)  # train, beside the interrupted val
     api.export(str(src), out, resume=True, split="val", **KW)
     assert sorted(manifest(out)["splits"]) == ["train", "val"]
