@@ -105,6 +105,7 @@ def load_arrays(out: str | os.PathLike[str], split: str = "train") -> tuple[np.n
         count += 1
     if count != n:
         raise UsageError(f"split {split!r} has {count} records, its manifest says {n}")
-    if x is None:
-        x = np.empty((0, 0, 0, channels), np.uint8)
+    if x is None:  # no record: the pipeline's image_size where it had one, so x still stacks with others
+        size = (entry.get("pipeline") or {}).get("image_size") or (0, 0)
+        x = np.empty((0, int(size[0]), int(size[1]), channels), np.uint8)
     return x, soft, labels

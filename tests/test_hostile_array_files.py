@@ -270,3 +270,15 @@ def test_a_masked_array_is_refused_and_a_comma_in_xs_path_works_with_labels(tmp_
     assert res.exit_code == 0, res.output
     got, _, labels = augexport.load_arrays(tmp_path / "out")
     assert np.array_equal(got[..., 0], x) and np.array_equal(labels, y) and manifest(tmp_path / "out")["name"] == "x"
+
+
+def test_load_arrays_of_a_split_with_no_record_keeps_the_image_size(tmp_path: Path) -> None:
+    """Every input skipped: x was (0, 0, 0, C), which stacks with no other array."""
+    src = tmp_path / "src" / "a"
+    src.mkdir(parents=True)
+    (src / "0.png").write_bytes(b"")
+    from augexport import api
+
+    api.export(str(tmp_path / "src"), tmp_path / "out", workers=1, image_size=24)
+    x, soft, labels = augexport.load_arrays(tmp_path / "out")
+    assert x.shape == (0, 24, 24, 3) and soft.shape == (0, 1) and labels.shape == (0,)
