@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "augexport"
 
 # room -> level; a module may import modules of its own level or below. Sub-packages are one room.
 LEVELS = {
-    "augexport": 0, "allocator": 0, "errors": 0, "rng": 0, "spec": 0, "naming": 0, "quiet": 0, "jpeg_stream": 0,
+    "augexport": 0, "allocator": 0, "fused_warp": 0, "errors": 0, "rng": 0, "spec": 0, "naming": 0, "quiet": 0, "jpeg_stream": 0,
     "outdir": 1, "fs": 1, "objstore": 1, "targets": 1, "records": 1, "codec": 1, "resize": 1, "registry": 1,
     "imgaug_compat": 1, "imgaug_compiled": 1, "specfile": 1,
     "pixel_share": 1,
