@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from . import fused_warp
+
 Draw = Callable[[Any, tuple[int, ...]], np.ndarray]
 Node = Callable[[np.ndarray, np.random.SeedSequence], np.ndarray]
 
@@ -326,6 +328,10 @@ def _affine(aug: Any) -> Node:
     return run
 
 
+# cv2.BORDER_CONSTANT and cv2.BORDER_REPLICATE (OpenCV is imported lazily) -> the fused kernel's
+_FUSED_BORDERS = {0: fused_warp.CONSTANT, 1: fused_warp.REPLICATE}
+
+
 def _warp_uint8_cv2(image: np.ndarray, matrix: Any, order: Any, mode: Any, cval: Any,
                     output_shape: tuple[int, ...]) -> np.ndarray:
     """What `_warp_affine_arr` -> `_warp_affine_arr_cv2` do for a uint8 image of 1-3 channels and
@@ -335,10 +341,17 @@ def _warp_uint8_cv2(image: np.ndarray, matrix: Any, order: Any, mode: Any, cval:
     from imgaug.augmenters import geometric
 
     dsize = (int(np.round(output_shape[1])), int(np.round(output_shape[0])))
+    flags = geometric._AFFINE_INTERPOLATION_ORDER_SKIMAGE_TO_CV2.get(order, order)
+    border = geometric._AFFINE_MODE_SKIMAGE_TO_CV2.get(mode, mode)
+    border_value = tuple(int(v) for v in cval)
+    fused = _FUSED_BORDERS.get(border) if flags == cv2.INTER_LINEAR else None
+    if fused is not None:  # the same bytes, one pass (fused_warp); None where it does not run
+        warped = fused_warp.warp_rgb(image, fused_warp.inverse_map(matrix.params), dsize, fused,
+                                     fused_warp.border_value(border_value))
+        if warped is not None:
+            return warped
     warped = cv2.warpAffine(ia._normalize_cv2_input_arr_(image), matrix.params[:2], dsize=dsize,
-                            flags=geometric._AFFINE_INTERPOLATION_ORDER_SKIMAGE_TO_CV2.get(order, order),
-                            borderMode=geometric._AFFINE_MODE_SKIMAGE_TO_CV2.get(mode, mode),
-                            borderValue=tuple(int(v) for v in cval))
+                            flags=flags, borderMode=border, borderValue=border_value)
     return warped[..., np.newaxis] if warped.ndim == 2 else warped
 
 
