@@ -38,6 +38,7 @@
 #define HAVE_KERNEL 0
 #endif
 
+#if HAVE_KERNEL
 /* OpenCV's saturate_cast<int>(double): round half to even; out of range (and NaN) gives INT_MIN,
  * as cvtsd2si does. */
 static int cv_round(double v) {
@@ -72,7 +73,6 @@ static uint8_t *framed(const uint8_t *src, int h, int w, int border, const uint8
     return f;
 }
 
-#if HAVE_KERNEL
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 /* One output pixel from the frame (positions already >> 5: 1/32 pixel). */

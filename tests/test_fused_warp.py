@@ -112,9 +112,33 @@ def test_other_images_and_the_switch_leave_it_to_opencv(monkeypatch: pytest.Monk
     assert fused_warp.warp_rgb(np.zeros((4, 4, 3), np.uint8), m, (4, 4), fused_warp.REPLICATE) is None
 
 
-@pytest.mark.parametrize("fill_mode", ["nearest", "constant", "reflect"])
+class CountingKernel:
+    """`augexport._warp` with its warp calls counted: a route that stopped reaching the kernel would
+    still give OpenCV's bytes, so the tests below also check that it ran."""
+
+    def __init__(self, real: object) -> None:
+        self.real, self.calls = real, 0
+
+    def available(self) -> bool:
+        return self.real.available()  # type: ignore[attr-defined]
+
+    def affine_rgb(self, *args: object) -> None:
+        self.calls += 1
+        self.real.affine_rgb(*args)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def kernel(monkeypatch: pytest.MonkeyPatch) -> CountingKernel:
+    counting = CountingKernel(fused_warp._warp)
+    monkeypatch.setattr(fused_warp, "_warp", counting)
+    return counting
+
+
+@needs_kernel
+@pytest.mark.parametrize(("fill_mode", "uses_kernel"), [("nearest", True), ("constant", True), ("reflect", False)])
 def test_keras_stage_output_is_the_same_with_the_kernel_switched_off(monkeypatch: pytest.MonkeyPatch,
-                                                                     fill_mode: str) -> None:
+                                                                     kernel: CountingKernel, fill_mode: str,
+                                                                     uses_kernel: bool) -> None:
     from augexport.stages import keras
 
     rng = np.random.default_rng(3)
@@ -127,6 +151,28 @@ def test_keras_stage_output_is_the_same_with_the_kernel_switched_off(monkeypatch
         monkeypatch.setenv("AUGEXPORT_FUSED_WARP", "0")
         off = keras.warp(image, m3, fill_mode, 40.0, 1)
         np.testing.assert_array_equal(on, off)
+    assert kernel.calls == (20 if uses_kernel else 0)
+
+
+@needs_kernel
+@pytest.mark.parametrize(("mode", "uses_kernel"), [("constant", True), ("edge", True), ("symmetric", False)])
+def test_imgaug_affine_warp_runs_the_kernel_with_opencvs_bytes(kernel: CountingKernel, mode: str,
+                                                               uses_kernel: bool) -> None:
+    from types import SimpleNamespace
+
+    from augexport import imgaug_compiled
+    from augexport.imgaug_compat import import_imgaug
+
+    import_imgaug()  # imgaug on numpy 2
+
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    m = np.vstack([np.eye(3)[:2] + rng.normal(0, 0.2, (2, 3)), [0, 0, 1]])
+    got = imgaug_compiled._warp_uint8_cv2(image, SimpleNamespace(params=m), 1, mode, (9, 200, 300), (50, 60))
+    border = {"constant": cv2.BORDER_CONSTANT, "edge": cv2.BORDER_REPLICATE, "symmetric": cv2.BORDER_REFLECT}[mode]
+    want = cv2.warpAffine(image, m[:2], (60, 50), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=(9, 200, 300))
+    np.testing.assert_array_equal(got, want)
+    assert kernel.calls == (1 if uses_kernel else 0)
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not shutil.which("cc") or not _cpu_has_avx2(),
